@@ -1,0 +1,222 @@
+import { z } from 'zod';
+
+/** Up to 16 pairs, keys ≤ 64 characters, string values ≤ 512: OpenAI's metadata rules. */
+export const metadataSchema = z
+  .record(z.string(), z.string())
+  .nullable()
+  .superRefine((metadata, context) => {
+    if (metadata === null) return;
+    const keys = Object.keys(metadata);
+    if (keys.length > 16) {
+      context.addIssue({
+        code: z.ZodIssueCode.custom,
+        message: `Invalid 'metadata': too many properties. Expected an object with at most 16 properties, but got an object with ${keys.length} properties instead.`,
+      });
+      return;
+    }
+    for (const key of keys) {
+      if (key.length > 64) {
+        context.addIssue({
+          code: z.ZodIssueCode.custom,
+          path: [key],
+          message: `Invalid 'metadata': keys must be at most 64 characters, but '${key.slice(0, 16)}…' has ${key.length}.`,
+        });
+        return;
+      }
+      const value = metadata[key]!;
+      if (value.length > 512) {
+        context.addIssue({
+          code: z.ZodIssueCode.custom,
+          path: [key],
+          message: `Invalid 'metadata.${key}': string too long. Expected a string with maximum length 512, but got a string with length ${value.length} instead.`,
+        });
+        return;
+      }
+    }
+  });
+
+const functionObject = z
+  .object({
+    name: z
+      .string()
+      .max(64)
+      .regex(/^[a-zA-Z0-9_-]+$/, "Invalid function name: must match '^[a-zA-Z0-9_-]+$'."),
+    description: z.string().optional(),
+    parameters: z.record(z.string(), z.unknown()).optional(),
+    strict: z.boolean().nullable().optional(),
+  })
+  .strict();
+
+const rankingOptions = z
+  .object({
+    ranker: z.enum(['auto', 'default_2024_08_21']).optional(),
+    score_threshold: z.number().min(0).max(1),
+  })
+  .strict();
+
+export const toolSchema = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('code_interpreter') }).strict(),
+  z
+    .object({
+      type: z.literal('file_search'),
+      file_search: z
+        .object({
+          max_num_results: z.number().int().min(1).max(50).optional(),
+          ranking_options: rankingOptions.optional(),
+        })
+        .strict()
+        .optional(),
+    })
+    .strict(),
+  z.object({ type: z.literal('function'), function: functionObject }).strict(),
+]);
+export type Tool = z.infer<typeof toolSchema>;
+
+export const toolsSchema = z.array(toolSchema).max(128);
+
+export const toolResourcesSchema = z
+  .object({
+    code_interpreter: z.object({ file_ids: z.array(z.string()).max(20).optional() }).strict().optional(),
+    file_search: z
+      .object({
+        vector_store_ids: z.array(z.string()).max(1).optional(),
+        vector_stores: z.array(z.unknown()).optional(),
+      })
+      .strict()
+      .optional(),
+  })
+  .strict()
+  .nullable();
+export type ToolResources = z.infer<typeof toolResourcesSchema>;
+
+export const responseFormatSchema = z.union([
+  z.literal('auto'),
+  z.object({ type: z.literal('text') }).strict(),
+  z.object({ type: z.literal('json_object') }).strict(),
+  z
+    .object({
+      type: z.literal('json_schema'),
+      json_schema: z
+        .object({
+          name: z.string().max(64).regex(/^[a-zA-Z0-9_-]+$/, "Invalid schema name: must match '^[a-zA-Z0-9_-]+$'."),
+          description: z.string().optional(),
+          schema: z.record(z.string(), z.unknown()).optional(),
+          strict: z.boolean().nullable().optional(),
+        })
+        .strict(),
+    })
+    .strict(),
+]);
+
+const temperature = z.number().min(0).max(2).nullable();
+const topP = z.number().min(0).max(1).nullable();
+const reasoningEffort = z.enum(['minimal', 'low', 'medium', 'high']).nullable();
+
+const assistantFields = {
+  model: z.string().min(1),
+  name: z.string().max(256).nullable(),
+  description: z.string().max(512).nullable(),
+  instructions: z.string().max(256_000).nullable(),
+  reasoning_effort: reasoningEffort,
+  tools: toolsSchema,
+  tool_resources: toolResourcesSchema,
+  metadata: metadataSchema,
+  temperature,
+  top_p: topP,
+  response_format: responseFormatSchema.nullable(),
+};
+
+export const createAssistantSchema = z
+  .object({
+    ...assistantFields,
+    name: assistantFields.name.optional(),
+    description: assistantFields.description.optional(),
+    instructions: assistantFields.instructions.optional(),
+    reasoning_effort: assistantFields.reasoning_effort.optional(),
+    tools: assistantFields.tools.optional(),
+    tool_resources: assistantFields.tool_resources.optional(),
+    metadata: assistantFields.metadata.optional(),
+    temperature: assistantFields.temperature.optional(),
+    top_p: assistantFields.top_p.optional(),
+    response_format: assistantFields.response_format.optional(),
+  })
+  .strict();
+export type CreateAssistant = z.infer<typeof createAssistantSchema>;
+
+export const modifyAssistantSchema = z.object(assistantFields).partial().strict();
+export type ModifyAssistant = z.infer<typeof modifyAssistantSchema>;
+
+const imageDetail = z.enum(['auto', 'low', 'high']);
+
+const contentPartSchema = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('text'), text: z.string() }).strict(),
+  z
+    .object({
+      type: z.literal('image_url'),
+      image_url: z
+        .object({
+          url: z
+            .string()
+            .regex(/^(https?:\/\/|data:image\/)/, "Invalid 'url': expected an http(s) URL or a data:image/ URL."),
+          detail: imageDetail.optional(),
+        })
+        .strict(),
+    })
+    .strict(),
+  z
+    .object({
+      type: z.literal('image_file'),
+      image_file: z.object({ file_id: z.string().min(1), detail: imageDetail.optional() }).strict(),
+    })
+    .strict(),
+]);
+
+const attachmentSchema = z
+  .object({
+    file_id: z.string().min(1),
+    tools: z.array(
+      z.discriminatedUnion('type', [
+        z.object({ type: z.literal('code_interpreter') }).strict(),
+        z.object({ type: z.literal('file_search') }).strict(),
+      ]),
+    ),
+  })
+  .strict();
+
+export const createMessageSchema = z
+  .object({
+    role: z.enum(['user', 'assistant']),
+    content: z.union([z.string().min(1), z.array(contentPartSchema).min(1)]),
+    attachments: z.array(attachmentSchema).nullable().optional(),
+    metadata: metadataSchema.optional(),
+  })
+  .strict();
+export type CreateMessage = z.infer<typeof createMessageSchema>;
+
+export const modifyMessageSchema = z.object({ metadata: metadataSchema.optional() }).strict();
+
+export const createThreadSchema = z
+  .object({
+    messages: z.array(createMessageSchema).max(32).optional(),
+    tool_resources: toolResourcesSchema.optional(),
+    metadata: metadataSchema.optional(),
+  })
+  .strict();
+export type CreateThread = z.infer<typeof createThreadSchema>;
+
+export const modifyThreadSchema = z
+  .object({
+    tool_resources: toolResourcesSchema.optional(),
+    metadata: metadataSchema.optional(),
+  })
+  .strict();
+
+export const listQuerySchema = z.object({
+  limit: z.coerce.number().int().min(1).max(100).default(20),
+  order: z.enum(['asc', 'desc']).default('desc'),
+  after: z.string().min(1).optional(),
+  before: z.string().min(1).optional(),
+});
+export type ListQuery = z.infer<typeof listQuerySchema>;
+
+export const listMessagesQuerySchema = listQuerySchema.extend({ run_id: z.string().min(1).optional() });

@@ -1,0 +1,95 @@
+import Fastify, { type FastifyInstance, type FastifyError } from 'fastify';
+import { ApiError, bodyTooLarge, invalidJson, invalidUrl, serverError } from './errors.js';
+import type { Storage } from './storage/index.js';
+import { createAuthCheck } from './http/auth.js';
+import { openApiDocument } from './http/openapi.js';
+import { assistantRoutes } from './http/routes/assistants.js';
+import { messageRoutes } from './http/routes/messages.js';
+import { threadRoutes } from './http/routes/threads.js';
+
+export interface AppOptions {
+  storage: Storage;
+  masterKey: string | null;
+  maxRequestBytes: number;
+  /** pino options, or false for silence (tests). */
+  logger?: boolean | Record<string, unknown>;
+}
+
+const API_PREFIX = '/v1';
+
+/** Builds the HTTP application; it never listens by itself. */
+export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
+  const app = Fastify({
+    bodyLimit: options.maxRequestBytes,
+    logger:
+      options.logger === undefined || options.logger === false
+        ? false
+        : {
+            ...(typeof options.logger === 'object' ? options.logger : {}),
+            redact: ['req.headers.authorization', 'req.headers["api-key"]'],
+          },
+    requestIdHeader: 'x-request-id',
+    genReqId: () => `req_${Date.now().toString(36)}${Math.random().toString(36).slice(2, 10)}`,
+    return503OnClosing: true,
+  });
+
+  // Bodies are JSON whatever their declared type (curl -d sends form encoding); an empty body is `{}`.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', { parseAs: 'string' }, (_request, body, done) => {
+    const text = (body as string).trim();
+    if (text === '') return done(null, {});
+    try {
+      done(null, JSON.parse(text));
+    } catch {
+      done(invalidJson(), undefined);
+    }
+  });
+
+  app.setErrorHandler((error: FastifyError | ApiError, request, reply) => {
+    let apiError: ApiError;
+    if (error instanceof ApiError) apiError = error;
+    else if (error.code === 'FST_ERR_CTP_BODY_TOO_LARGE') apiError = bodyTooLarge(options.maxRequestBytes);
+    else if (error.code === 'FST_ERR_CTP_INVALID_CONTENT_LENGTH' || error.statusCode === 400) {
+      apiError = new ApiError(400, error.message, 'invalid_request_error');
+    } else {
+      request.log.error({ err: error, requestId: request.id }, 'unhandled error');
+      apiError = serverError(request.id);
+    }
+    void reply.code(apiError.statusCode).headers(apiError.headers).send(apiError.toJSON());
+  });
+
+  app.setNotFoundHandler((request, reply) => {
+    const error = invalidUrl(request.method, request.url.split('?')[0] ?? request.url);
+    void reply.code(error.statusCode).send(error.toJSON());
+  });
+
+  app.addHook('onSend', async (request, reply) => {
+    reply.header('x-request-id', request.id);
+  });
+
+  const routes = new Set<string>();
+  app.addHook('onRoute', (route) => {
+    if (!route.url.startsWith(API_PREFIX + '/')) return;
+    const path = route.url.slice(API_PREFIX.length).replace(/:(\w+)/g, '{$1}');
+    for (const method of [route.method].flat()) routes.add(`${method} ${path}`);
+  });
+
+  app.get('/health', async () => {
+    await options.storage.sql.query('SELECT 1');
+    return { status: 'ok', storage: options.storage.sql.kind };
+  });
+  const document = openApiDocument(routes);
+  app.get('/openapi.json', async () => document());
+
+  const authenticate = options.masterKey ? createAuthCheck(options.masterKey) : null;
+  const api = async (scope: FastifyInstance) => {
+    if (authenticate) scope.addHook('onRequest', async (request) => authenticate(request));
+    assistantRoutes(scope, options.storage);
+    threadRoutes(scope, options.storage);
+    messageRoutes(scope, options.storage);
+  };
+  // LiteLLM's proxy serves every route with and without the /v1 prefix; so do we.
+  await app.register(api, { prefix: API_PREFIX });
+  await app.register(api);
+  return app;
+}

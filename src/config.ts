@@ -1,0 +1,180 @@
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml, YAMLParseError } from 'yaml';
+
+/** One `model_list` entry: the public `model_name` and what it routes to. */
+export interface ModelDeployment {
+  modelName: string;
+  /** The provider prefix of `litellm_params.model` (`openai/gpt-4o` → `openai`); `openai` when absent. */
+  provider: string;
+  /** The upstream model name without the provider prefix. */
+  model: string;
+  apiBase: string | null;
+  apiKey: string | null;
+  apiVersion: string | null;
+  /** Every `litellm_params` value, secrets resolved, for providers that read more. */
+  params: Record<string, unknown>;
+}
+
+export interface Config {
+  modelList: ModelDeployment[];
+  masterKey: string | null;
+  databaseUrl: string | null;
+  maxRequestBytes: number;
+  /** Config keys that were read but are not used, by key path. */
+  ignoredKeys: string[];
+  source: string | null;
+}
+
+export class ConfigError extends Error {
+  constructor(
+    readonly path: string,
+    message: string,
+  ) {
+    super(path ? `${path}: ${message}` : message);
+    this.name = 'ConfigError';
+  }
+}
+
+const DEFAULT_MAX_REQUEST_MB = 10;
+const ENV_REFERENCE = 'os.environ/';
+
+type Env = Record<string, string | undefined>;
+
+/** Replace every `os.environ/NAME` string with the variable's value, failing on unset ones. */
+function resolveSecrets(value: unknown, path: string, env: Env): unknown {
+  if (typeof value === 'string' && value.startsWith(ENV_REFERENCE)) {
+    const name = value.slice(ENV_REFERENCE.length);
+    const resolved = env[name];
+    if (resolved === undefined) throw new ConfigError(path, `environment variable ${name} is not set`);
+    return resolved;
+  }
+  if (Array.isArray(value)) return value.map((item, index) => resolveSecrets(item, `${path}[${index}]`, env));
+  if (isRecord(value)) {
+    return Object.fromEntries(
+      Object.entries(value).map(([key, item]) => [key, resolveSecrets(item, path ? `${path}.${key}` : key, env)]),
+    );
+  }
+  return value;
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function optionalString(record: Record<string, unknown>, key: string, path: string): string | null {
+  const value = record[key];
+  if (value === undefined || value === null) return null;
+  if (typeof value === 'number') return String(value);
+  if (typeof value !== 'string') throw new ConfigError(`${path}.${key}`, 'expected a string');
+  return value;
+}
+
+const USED_LITELLM_PARAMS = new Set(['model', 'api_base', 'api_key', 'api_version']);
+// Read by later provider work (timeouts, headers); not reported as ignored.
+const KNOWN_LITELLM_PARAMS = new Set([
+  ...USED_LITELLM_PARAMS,
+  'timeout',
+  'stream_timeout',
+  'max_retries',
+  'extra_headers',
+  'organization',
+]);
+const USED_GENERAL_SETTINGS = new Set(['master_key', 'database_url', 'max_request_size_mb']);
+
+function parseModelList(value: unknown, ignored: string[]): ModelDeployment[] {
+  if (value === undefined || value === null) return [];
+  if (!Array.isArray(value)) throw new ConfigError('model_list', 'expected a list');
+  return value.map((entry, index) => {
+    const path = `model_list[${index}]`;
+    if (!isRecord(entry)) throw new ConfigError(path, 'expected a mapping with model_name and litellm_params');
+    const modelName = entry.model_name;
+    if (typeof modelName !== 'string' || modelName === '') {
+      throw new ConfigError(`${path}.model_name`, 'required, a non-empty string');
+    }
+    const params = entry.litellm_params;
+    if (!isRecord(params)) throw new ConfigError(`${path}.litellm_params`, 'required, a mapping');
+    const target = params.model;
+    if (typeof target !== 'string' || target === '') {
+      throw new ConfigError(`${path}.litellm_params.model`, 'required, a string such as "openai/gpt-4o"');
+    }
+    for (const key of Object.keys(entry)) {
+      if (key !== 'model_name' && key !== 'litellm_params') ignored.push(`${path}.${key}`);
+    }
+    for (const key of Object.keys(params)) {
+      if (!KNOWN_LITELLM_PARAMS.has(key)) ignored.push(`${path}.litellm_params.${key}`);
+    }
+    const slash = target.indexOf('/');
+    const provider = slash > 0 ? target.slice(0, slash) : 'openai';
+    const model = slash > 0 ? target.slice(slash + 1) : target;
+    return {
+      modelName,
+      provider,
+      model,
+      apiBase: optionalString(params, 'api_base', `${path}.litellm_params`),
+      apiKey: optionalString(params, 'api_key', `${path}.litellm_params`),
+      apiVersion: optionalString(params, 'api_version', `${path}.litellm_params`),
+      params,
+    };
+  });
+}
+
+/** Parse a LiteLLM-compatible config document (already loaded from YAML). */
+export function parseConfig(document: unknown, env: Env = process.env, source: string | null = null): Config {
+  if (document === undefined || document === null) document = {};
+  if (!isRecord(document)) throw new ConfigError('', 'the config file must be a YAML mapping');
+  const resolved = resolveSecrets(document, '', env) as Record<string, unknown>;
+  const ignoredKeys: string[] = [];
+
+  for (const key of Object.keys(resolved)) {
+    if (key !== 'model_list' && key !== 'general_settings') ignoredKeys.push(key);
+  }
+  const modelList = parseModelList(resolved.model_list, ignoredKeys);
+
+  const general = resolved.general_settings ?? {};
+  if (!isRecord(general)) throw new ConfigError('general_settings', 'expected a mapping');
+  for (const key of Object.keys(general)) {
+    if (!USED_GENERAL_SETTINGS.has(key)) ignoredKeys.push(`general_settings.${key}`);
+  }
+  const masterKey = optionalString(general, 'master_key', 'general_settings') ?? nonEmpty(env.ASSISTD_MASTER_KEY);
+  const databaseUrl = optionalString(general, 'database_url', 'general_settings') ?? nonEmpty(env.DATABASE_URL);
+
+  let maxRequestMb = DEFAULT_MAX_REQUEST_MB;
+  if (general.max_request_size_mb !== undefined && general.max_request_size_mb !== null) {
+    const value = Number(general.max_request_size_mb);
+    if (!Number.isFinite(value) || value <= 0) {
+      throw new ConfigError('general_settings.max_request_size_mb', 'expected a positive number');
+    }
+    maxRequestMb = value;
+  }
+
+  return {
+    modelList,
+    masterKey: masterKey === '' ? null : masterKey,
+    databaseUrl,
+    maxRequestBytes: Math.floor(maxRequestMb * 1024 * 1024),
+    ignoredKeys,
+    source,
+  };
+}
+
+function nonEmpty(value: string | undefined): string | null {
+  return value === undefined || value === '' ? null : value;
+}
+
+export function loadConfig(file: string | undefined, env: Env = process.env): Config {
+  if (file === undefined) return parseConfig({}, env);
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    throw new ConfigError('', `cannot read config file ${file}: ${(error as Error).message}`);
+  }
+  let document: unknown;
+  try {
+    document = parseYaml(text);
+  } catch (error) {
+    const detail = error instanceof YAMLParseError ? error.message : String(error);
+    throw new ConfigError('', `${file} is not valid YAML: ${detail}`);
+  }
+  return parseConfig(document, env, file);
+}

@@ -1,0 +1,61 @@
+import type { FastifyInstance } from 'fastify';
+import { createMessageSchema, listMessagesQuerySchema, modifyMessageSchema } from '../../api/schemas.js';
+import { parseOrThrow } from '../../api/validation.js';
+import { notFound } from '../../errors.js';
+import type { Storage } from '../../storage/index.js';
+import { toNewMessage } from '../content.js';
+import { pageFromQuery } from '../pagination.js';
+
+type ThreadParams = { thread_id: string };
+type MessageParams = { thread_id: string; message_id: string };
+
+const FOREIGN_KEY_VIOLATION = '23503';
+
+export function messageRoutes(app: FastifyInstance, storage: Storage) {
+  app.post<{ Params: ThreadParams }>('/threads/:thread_id/messages', async (request) => {
+    const threadId = request.params.thread_id;
+    const body = parseOrThrow(createMessageSchema, request.body);
+    try {
+      // The thread's existence is checked by the foreign key: one round trip on the hot path.
+      return await storage.createMessage(threadId, toNewMessage(body));
+    } catch (error) {
+      if ((error as { code?: string }).code === FOREIGN_KEY_VIOLATION) throw notFound('thread', threadId);
+      throw error;
+    }
+  });
+
+  app.get<{ Params: ThreadParams }>('/threads/:thread_id/messages', async (request) => {
+    const threadId = request.params.thread_id;
+    const query = pageFromQuery(request.query, listMessagesQuerySchema);
+    const [thread, list] = await Promise.all([
+      storage.getThread(threadId),
+      storage.listMessages(threadId, { ...query, runId: query.run_id as string | undefined }),
+    ]);
+    if (!thread) throw notFound('thread', threadId);
+    return list;
+  });
+
+  app.get<{ Params: MessageParams }>('/threads/:thread_id/messages/:message_id', async (request) => {
+    const { thread_id: threadId, message_id: id } = request.params;
+    return (await storage.getMessage(threadId, id)) ?? Promise.reject(await messageNotFound(storage, threadId, id));
+  });
+
+  app.post<{ Params: MessageParams }>('/threads/:thread_id/messages/:message_id', async (request) => {
+    const { thread_id: threadId, message_id: id } = request.params;
+    const body = parseOrThrow(modifyMessageSchema, request.body);
+    return (
+      (await storage.modifyMessage(threadId, id, body.metadata)) ?? Promise.reject(await messageNotFound(storage, threadId, id))
+    );
+  });
+
+  app.delete<{ Params: MessageParams }>('/threads/:thread_id/messages/:message_id', async (request) => {
+    const { thread_id: threadId, message_id: id } = request.params;
+    if (!(await storage.deleteMessage(threadId, id))) throw await messageNotFound(storage, threadId, id);
+    return { id, object: 'thread.message.deleted', deleted: true };
+  });
+}
+
+/** Names the thread when it is the thread that is missing, else the message. */
+async function messageNotFound(storage: Storage, threadId: string, id: string) {
+  return (await storage.getThread(threadId)) ? notFound('message', id) : notFound('thread', threadId);
+}

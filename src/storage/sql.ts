@@ -1,0 +1,131 @@
+import pg from 'pg';
+import type { PGlite, Transaction } from '@electric-sql/pglite';
+
+export interface QueryResult<Row> {
+  rows: Row[];
+  rowCount: number;
+}
+
+/**
+ * The one database interface the repositories use. Both adapters speak PostgreSQL's SQL with
+ * `$n` parameters; JSON columns come back parsed, `bigint` columns as numbers.
+ */
+export interface SqlClient {
+  readonly kind: 'pglite' | 'postgres';
+  query<Row = Record<string, unknown>>(text: string, values?: readonly unknown[]): Promise<QueryResult<Row>>;
+  /** Runs a script of several statements without parameters (migrations). */
+  exec(script: string): Promise<void>;
+  /** Runs `work` inside BEGIN/COMMIT on one connection, rolling back if it throws. */
+  transaction<T>(work: (client: SqlClient) => Promise<T>): Promise<T>;
+  close(): Promise<void>;
+}
+
+const INT8_OID = 20;
+const parseInt8 = (value: string) => Number(value);
+
+export function postgresClient(connectionString: string, options: { schema?: string; max?: number } = {}): SqlClient {
+  const pool = new pg.Pool({
+    connectionString,
+    max: options.max ?? 10,
+    // search_path per connection lets test suites isolate themselves in a schema of their own
+    options: options.schema ? `-c search_path=${options.schema}` : undefined,
+    types: {
+      getTypeParser: ((oid: number, format?: string) =>
+        oid === INT8_OID ? parseInt8 : pg.types.getTypeParser(oid, format as 'text')) as typeof pg.types.getTypeParser,
+    },
+  });
+  // An idle client losing its connection must not crash the process; the pool replaces it.
+  pool.on('error', () => {});
+
+  // Parameterised statements are prepared once per connection under a stable name: the server
+  // then skips parsing and planning on the hot CRUD paths.
+  const statementNames = new Map<string, string>();
+  const statementName = (text: string) => {
+    let name = statementNames.get(text);
+    if (name === undefined) {
+      name = `assistd_${statementNames.size}`;
+      statementNames.set(text, name);
+    }
+    return name;
+  };
+  const wrap = (runner: pg.Pool | pg.PoolClient): SqlClient['query'] =>
+    async (text, values) => {
+      const result =
+        values === undefined
+          ? await runner.query(text)
+          : await runner.query({ name: statementName(text), text, values: values as unknown[] });
+      return { rows: result.rows, rowCount: result.rowCount ?? 0 };
+    };
+
+  return {
+    kind: 'postgres',
+    query: wrap(pool),
+    exec: async (script) => {
+      await pool.query(script);
+    },
+    async transaction(work) {
+      const connection = await pool.connect();
+      const client: SqlClient = {
+        kind: 'postgres',
+        query: wrap(connection),
+        exec: async (script) => {
+          await connection.query(script);
+        },
+        transaction: (inner) => inner(client),
+        close: async () => {},
+      };
+      try {
+        await connection.query('BEGIN');
+        const result = await work(client);
+        await connection.query('COMMIT');
+        return result;
+      } catch (error) {
+        await connection.query('ROLLBACK').catch(() => {});
+        throw error;
+      } finally {
+        connection.release();
+      }
+    },
+    close: () => pool.end(),
+  };
+}
+
+export function pgliteClient(database: PGlite): SqlClient {
+  const wrap = (runner: PGlite | Transaction): SqlClient['query'] =>
+    async (text, values) => {
+      const result = await runner.query(text, values as unknown[] | undefined);
+      return { rows: result.rows as never[], rowCount: Math.max(result.affectedRows ?? 0, result.rows.length) };
+    };
+  return {
+    kind: 'pglite',
+    query: wrap(database),
+    exec: async (script) => {
+      await database.exec(script);
+    },
+    transaction: (work) =>
+      database.transaction(async (transaction) => {
+        const client: SqlClient = {
+          kind: 'pglite',
+          query: wrap(transaction),
+          exec: async (script) => {
+            await transaction.exec(script);
+          },
+          transaction: (inner) => inner(client),
+          close: async () => {},
+        };
+        return work(client);
+      }),
+    close: () => database.close(),
+  };
+}
+
+export async function openPglite(dataDir: string): Promise<SqlClient> {
+  const { PGlite } = await import('@electric-sql/pglite');
+  const { vector } = await import('@electric-sql/pglite-pgvector');
+  const database = await PGlite.create({
+    dataDir,
+    extensions: { vector },
+    parsers: { [INT8_OID]: parseInt8 },
+  });
+  return pgliteClient(database);
+}
