@@ -15,6 +15,8 @@ export class DataDirLockedError extends Error {
   }
 }
 
+const heldHere = new Set<string>();
+
 function processAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -33,16 +35,21 @@ function processAlive(pid: number): boolean {
 export function lockDataDir(dataDir: string): () => void {
   mkdirSync(dataDir, { recursive: true });
   const lockPath = join(dataDir, 'assistd.lock');
+  // A lock file naming our own pid is stale (a restarted container reuses low pids), unless this
+  // very process holds it: that is tracked here.
+  if (heldHere.has(lockPath)) throw new DataDirLockedError(dataDir, process.pid);
   for (let attempt = 0; attempt < 3; attempt++) {
     const privatePath = `${lockPath}.${process.pid}.tmp`;
     writeFileSync(privatePath, JSON.stringify({ pid: process.pid, host: hostname() }));
     try {
       linkSync(privatePath, lockPath);
       unlinkSync(privatePath);
+      heldHere.add(lockPath);
       let released = false;
       return () => {
         if (released) return;
         released = true;
+        heldHere.delete(lockPath);
         try {
           unlinkSync(lockPath);
         } catch {

@@ -1,0 +1,79 @@
+import { rmSync } from 'node:fs';
+import OpenAI from 'openai';
+import OpenAIv4 from 'openai-v4';
+import { parseConfig } from '../../src/config.js';
+import { startServer, type RunningServer } from '../../src/server.js';
+import { E2E_BACKEND, freshSchema, preparedDataDir, tempDir, type Backend } from './storage.js';
+
+export interface TestServer extends RunningServer {
+  /** openai 7.x pointed at `${url}/v1`. */
+  client: OpenAI;
+  /** openai 4.x (the older call style) pointed at `${url}/v1`. */
+  clientV4: OpenAIv4;
+  apiKey: string;
+}
+
+export const TEST_KEY = 'sk-test-master-key';
+
+/** A real listening server on an ephemeral port, with its own fresh storage. */
+export async function startTestServer(
+  options: { backend?: Backend; masterKey?: string | null; config?: Record<string, unknown> } = {},
+): Promise<TestServer> {
+  const backend = options.backend ?? E2E_BACKEND;
+  const masterKey = options.masterKey === undefined ? TEST_KEY : options.masterKey;
+  const document = {
+    ...options.config,
+    general_settings: {
+      ...(options.config?.general_settings as object | undefined),
+      ...(masterKey ? { master_key: masterKey } : {}),
+    },
+  };
+  const env = { ...process.env, ASSISTD_MASTER_KEY: undefined };
+  const config = parseConfig(document, env);
+  if (backend === 'pglite') config.databaseUrl = null;
+  const dataDir = backend === 'pglite' ? await preparedDataDir() : tempDir('pg');
+  const server = await startServer({
+    config,
+    dataDir,
+    port: 0,
+    host: '127.0.0.1',
+    schema: backend === 'postgres' ? freshSchema() : undefined,
+  });
+  const apiKey = masterKey ?? 'unused';
+  const baseURL = `${server.url}/v1`;
+  return {
+    ...server,
+    apiKey,
+    client: new OpenAI({ apiKey, baseURL, maxRetries: 0 }),
+    clientV4: new OpenAIv4({ apiKey, baseURL, maxRetries: 0 }),
+    async close() {
+      await server.close();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Raw HTTP against the server, for exact status and body assertions. */
+export async function http(
+  server: { url: string; apiKey: string },
+  method: string,
+  path: string,
+  options: { body?: unknown; rawBody?: string; headers?: Record<string, string>; auth?: boolean } = {},
+) {
+  const headers: Record<string, string> = { ...options.headers };
+  if (options.auth !== false) headers.authorization ??= `Bearer ${server.apiKey}`;
+  let body: string | undefined = options.rawBody;
+  if (options.body !== undefined) {
+    body = JSON.stringify(options.body);
+    headers['content-type'] ??= 'application/json';
+  }
+  const response = await fetch(`${server.url}${path}`, { method, headers, body });
+  const text = await response.text();
+  let json: any;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = undefined;
+  }
+  return { status: response.status, headers: response.headers, text, json };
+}

@@ -1,0 +1,71 @@
+import { cpSync, existsSync, mkdtempSync, renameSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { MIGRATIONS } from '../../src/storage/migrations.js';
+import { openStorage, type Storage } from '../../src/storage/index.js';
+
+export type Backend = 'pglite' | 'postgres';
+
+/** PGlite always; PostgreSQL too whenever DATABASE_URL is set (CI sets it). */
+export const BACKENDS: Backend[] = process.env.DATABASE_URL ? ['pglite', 'postgres'] : ['pglite'];
+
+/** The default backend for end-to-end tests: PostgreSQL when configured, else PGlite. */
+export const E2E_BACKEND: Backend = process.env.DATABASE_URL ? 'postgres' : 'pglite';
+
+export function tempDir(label: string): string {
+  return mkdtempSync(join(tmpdir(), `assistd-${label}-`));
+}
+
+/**
+ * A fresh PGlite data dir with every migration applied. Creating a PGlite database costs seconds,
+ * so one template is built per migration set and copied for each use; concurrent test files race
+ * by rename, and the loser's copy is thrown away.
+ */
+export async function preparedDataDir(): Promise<string> {
+  const template = join(tmpdir(), `assistd-template-m${MIGRATIONS.length}`);
+  if (!existsSync(join(template, 'PG_VERSION'))) {
+    const building = `${template}.building-${process.pid}-${randomBytes(4).toString('hex')}`;
+    const storage = await openStorage({ dataDir: building });
+    await storage.close();
+    try {
+      renameSync(building, template);
+    } catch {
+      rmSync(building, { recursive: true, force: true });
+    }
+  }
+  const dataDir = tempDir('data');
+  cpSync(template, dataDir, { recursive: true });
+  return dataDir;
+}
+
+/** A unique schema name so parallel test files never see each other's rows on one database. */
+export function freshSchema(): string {
+  return `t_${process.pid}_${randomBytes(4).toString('hex')}`;
+}
+
+export interface TestStorage {
+  storage: Storage;
+  dataDir: string;
+  schema?: string;
+  close(): Promise<void>;
+}
+
+export async function openTestStorage(backend: Backend): Promise<TestStorage> {
+  if (backend === 'postgres') {
+    const schema = freshSchema();
+    const dataDir = tempDir('pg');
+    const storage = await openStorage({ databaseUrl: process.env.DATABASE_URL!, dataDir, schema });
+    return { storage, dataDir, schema, close: () => storage.close() };
+  }
+  const dataDir = await preparedDataDir();
+  const storage = await openStorage({ dataDir });
+  return {
+    storage,
+    dataDir,
+    close: async () => {
+      await storage.close();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
