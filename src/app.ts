@@ -1,5 +1,6 @@
 import Fastify, { type FastifyInstance, type FastifyError } from 'fastify';
-import { ApiError, bodyTooLarge, invalidJson, invalidUrl, serverError } from './errors.js';
+import { ApiError, bodyTooLarge, invalidJson, invalidUrl, notFound, serverError } from './errors.js';
+import { ID_PATTERN } from './api/schemas.js';
 import type { Storage } from './storage/index.js';
 import { createAuthCheck } from './http/auth.js';
 import { openApiDocument } from './http/openapi.js';
@@ -29,6 +30,11 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
             redact: ['req.headers.authorization', 'req.headers["api-key"]'],
           },
     requestIdHeader: 'x-request-id',
+    // Errors Fastify raises before routing (a malformed URL) still leave in OpenAI's shape.
+    frameworkErrors: (error, _request, reply) => {
+      const apiError = new ApiError(error.statusCode ?? 400, error.message, 'invalid_request_error');
+      void reply.code(apiError.statusCode as never).send(apiError.toJSON() as never);
+    },
     genReqId: () => `req_${Date.now().toString(36)}${Math.random().toString(36).slice(2, 10)}`,
     return503OnClosing: true,
   });
@@ -49,8 +55,11 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     let apiError: ApiError;
     if (error instanceof ApiError) apiError = error;
     else if (error.code === 'FST_ERR_CTP_BODY_TOO_LARGE') apiError = bodyTooLarge(options.maxRequestBytes);
-    else if (error.code === 'FST_ERR_CTP_INVALID_CONTENT_LENGTH' || error.statusCode === 400) {
-      apiError = new ApiError(400, error.message, 'invalid_request_error');
+    else if (error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 500) {
+      apiError = new ApiError(error.statusCode, error.message, 'invalid_request_error');
+    } else if (typeof error.code === 'string' && error.code.startsWith('22')) {
+      // PostgreSQL data exceptions (class 22) are caused by the input, never by the server.
+      apiError = new ApiError(400, `Invalid request: ${error.message}`, 'invalid_request_error');
     } else {
       request.log.error({ err: error, requestId: request.id }, 'unhandled error');
       apiError = serverError(request.id);
@@ -84,6 +93,12 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const authenticate = options.masterKey ? createAuthCheck(options.masterKey) : null;
   const api = async (scope: FastifyInstance) => {
     if (authenticate) scope.addHook('onRequest', async (request) => authenticate(request));
+    // An id that cannot be one of ours names nothing: 404 without asking the database.
+    scope.addHook('preValidation', async (request) => {
+      for (const [name, value] of Object.entries((request.params ?? {}) as Record<string, string>)) {
+        if (name.endsWith('_id') && !ID_PATTERN.test(value)) throw notFound(name.slice(0, -3).replace('_', ' '), value);
+      }
+    });
     assistantRoutes(scope, options.storage);
     threadRoutes(scope, options.storage);
     messageRoutes(scope, options.storage);

@@ -165,13 +165,32 @@ interface Serving {
 
 const LISTENING = /^assistd: listening on (http:\/\/(\[[^\]]+\]|[^\s:/]+):(\d+)) \(bound to ([^)]+)\)$/m;
 
-/** Starts `assistd serve ...` and waits for the whole banner. */
-async function serve(args: string[], options: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): Promise<Serving> {
+/**
+ * Starts `assistd serve ...` and waits for the whole banner (`models` is how many deployments the config routes),
+ * then for an answer to GET /health. The CLI installs its SIGTERM/SIGINT handlers synchronously after printing the
+ * banner, so only once it has answered a request is it certain that a signal reaches them.
+ */
+async function serve(
+  args: string[],
+  options: { env?: NodeJS.ProcessEnv; cwd?: string; models?: number } = {},
+): Promise<Serving> {
   const cli = new Cli(['serve', '--port', '0', ...args], options);
   const match = await cli.waitFor(LISTENING);
   await cli.waitFor(/^assistd: storage: .*$/m);
-  await cli.waitFor(/^assistd: (models: none configured.*|model: .*)$/m);
-  return { cli, url: match[1]!, shownHost: match[2]!, port: Number(match[3]), boundTo: match[4]! };
+  const models = options.models ?? 0;
+  if (models === 0) await cli.waitFor(/^assistd: models: none configured.*$/m);
+  else await cli.waitFor(new RegExp(`(^assistd: model: .*\\n[^]*){${models}}`, 'm'));
+  const url = match[1]!;
+  const health = await call(url, 'GET', '/health');
+  assert.equal(health.status, 200, `GET /health: ${JSON.stringify(health.json)}\n${cli.describe()}`);
+  return { cli, url, shownHost: match[2]!, port: Number(match[3]), boundTo: match[4]! };
+}
+
+/** The process stopped cleanly after a signal: exit code 0 and the `stopped` line. */
+async function assertStopped(cli: Cli) {
+  const exit = await cli.exit;
+  assert.deepEqual(exit, { code: 0, signal: null }, cli.describe());
+  assert.match(cli.stdout, /^assistd: stopped$/m);
 }
 
 async function call(
@@ -258,13 +277,15 @@ function deadPid(): number {
 
 // ---------------------------------------------------------------------------------------------
 
-describe('assistd serve: start-up banner and binding', () => {
-  test('with a config file: prints where it listens, the storage and every routed model; master key binds 0.0.0.0', async () => {
-    const dir = await dataDir();
-    const config = writeFile(
-      scratchDir('config'),
-      'config.yaml',
-      `model_list:
+// The suites are independent (own data dirs, port 0), so two run at once to keep the file quick.
+describe('assistd serve (the real CLI in a child process)', { concurrency: 2 }, () => {
+  describe('assistd serve: start-up banner and binding', () => {
+    test('with a config file: prints where it listens, the storage and every routed model; master key binds 0.0.0.0', async () => {
+      const dir = await dataDir();
+      const config = writeFile(
+        scratchDir('config'),
+        'config.yaml',
+        `model_list:
   - model_name: gpt-4o
     litellm_params:
       model: openai/gpt-4o
@@ -275,144 +296,148 @@ describe('assistd serve: start-up banner and binding', () => {
       model: anthropic/claude-3-5-sonnet
 general_settings:
   master_key: os.environ/CLI_MK
-`,
-    );
-    const server = await serve(['--config', config, '--data-dir', dir], {
-      env: baseEnv({ UPSTREAM_KEY, CLI_MK: MASTER_KEY }),
+  `,
+      );
+      const server = await serve(['--config', config, '--data-dir', dir], {
+        env: baseEnv({ UPSTREAM_KEY, CLI_MK: MASTER_KEY }),
+        models: 2,
+      });
+      const { cli } = server;
+      try {
+        assert.equal(server.boundTo, '0.0.0.0');
+        assert.equal(server.shownHost, '127.0.0.1');
+        assert.ok(server.port > 0);
+        assert.match(cli.stdout, new RegExp(`^assistd: storage: embedded PGlite in ${escape(dir)}$`, 'm'));
+        assert.match(cli.stdout, /^assistd: model: gpt-4o -> openai\/gpt-4o at http:\/\/127\.0\.0\.1:9\/v1$/m);
+        assert.match(cli.stdout, /^assistd: model: claude -> anthropic\/claude-3-5-sonnet$/m);
+        assert.doesNotMatch(cli.stdout, /models: none configured/);
+        assert.deepEqual(warningLines(cli), [], 'no warnings with a master key and only known keys');
+
+        const health = await call(server.url, 'GET', '/health');
+        assert.equal(health.status, 200);
+        assert.deepEqual(health.json, { status: 'ok', storage: 'pglite' });
+        assert.equal((await call(server.url, 'POST', '/v1/threads', { body: {} })).status, 401);
+        assert.equal((await call(server.url, 'POST', '/v1/threads', { key: 'sk-wrong', body: {} })).status, 401);
+        await createThread(server.url, MASTER_KEY, 'banner');
+
+        const external = externalAddress();
+        if (external) assert.ok(await reachable(`http://${external}:${server.port}`), 'bound to 0.0.0.0: reachable on ' + external);
+      } finally {
+        await cli.stop();
+      }
+      await assertStopped(cli);
+      assertNoSecrets(cli, MASTER_KEY, UPSTREAM_KEY);
     });
-    const { cli } = server;
-    try {
-      assert.equal(server.boundTo, '0.0.0.0');
-      assert.equal(server.shownHost, '127.0.0.1');
-      assert.ok(server.port > 0);
-      assert.match(cli.stdout, new RegExp(`^assistd: storage: embedded PGlite in ${escape(dir)}$`, 'm'));
-      assert.match(cli.stdout, /^assistd: model: gpt-4o -> openai\/gpt-4o at http:\/\/127\.0\.0\.1:9\/v1$/m);
-      assert.match(cli.stdout, /^assistd: model: claude -> anthropic\/claude-3-5-sonnet$/m);
-      assert.doesNotMatch(cli.stdout, /models: none configured/);
-      assert.deepEqual(warningLines(cli), [], 'no warnings with a master key and only known keys');
 
-      const health = await call(server.url, 'GET', '/health');
-      assert.equal(health.status, 200);
-      assert.deepEqual(health.json, { status: 'ok', storage: 'pglite' });
-      assert.equal((await call(server.url, 'POST', '/v1/threads', { body: {} })).status, 401);
-      assert.equal((await call(server.url, 'POST', '/v1/threads', { key: 'sk-wrong', body: {} })).status, 401);
-      await createThread(server.url, MASTER_KEY, 'banner');
-
-      const external = externalAddress();
-      if (external) assert.ok(await reachable(`http://${external}:${server.port}`), 'bound to 0.0.0.0: reachable on ' + external);
-    } finally {
-      const exit = await cli.stop();
-      assert.deepEqual(exit, { code: 0, signal: null }, cli.describe());
-    }
-    assertNoSecrets(cli, MASTER_KEY, UPSTREAM_KEY);
-  });
-
-  test('without a master key: warns, and binds 127.0.0.1 when --host is not given', async () => {
-    const dir = await dataDir();
-    const { cli, url, boundTo, shownHost, port } = await serve(['--data-dir', dir]);
-    try {
-      assert.equal(boundTo, '127.0.0.1');
-      assert.equal(shownHost, '127.0.0.1');
-      const warnings = warningLines(cli);
-      assert.equal(warnings.length, 1, cli.describe());
-      assert.match(warnings[0]!, /^assistd: warning: no master key is set.*127\.0\.0\.1/);
-      assert.match(cli.stdout, /^assistd: models: none configured/m);
-      // open API: no key needed
-      await createThread(url, undefined, 'open');
-      const external = externalAddress();
-      if (external) assert.equal(await reachable(`http://${external}:${port}`), false, 'must not be reachable on ' + external);
-    } finally {
-      assert.equal((await cli.stop()).code, 0, cli.describe());
-    }
-  });
-
-  test('without a master key, an explicit --host is honoured (and named in the warning)', async () => {
-    const dir = await dataDir();
-    const { cli, url, boundTo } = await serve(['--data-dir', dir, '--host', '0.0.0.0']);
-    try {
-      assert.equal(boundTo, '0.0.0.0');
-      const warnings = warningLines(cli);
-      assert.equal(warnings.length, 1, cli.describe());
-      assert.match(warnings[0]!, /no master key.*0\.0\.0\.0/);
-      assert.equal((await call(url, 'GET', '/health')).status, 200);
-    } finally {
-      assert.equal((await cli.stop()).code, 0, cli.describe());
-    }
-  });
-
-  test('a master key from ASSISTD_MASTER_KEY binds 0.0.0.0 by default and is never printed, even with request logging', async () => {
-    const dir = await dataDir();
-    const { cli, url, boundTo } = await serve(['--data-dir', dir], {
-      env: baseEnv({ ASSISTD_MASTER_KEY: MASTER_KEY, ASSISTD_LOG_LEVEL: 'debug' }),
+    test('without a master key: warns, and binds 127.0.0.1 when --host is not given', async () => {
+      const dir = await dataDir();
+      const { cli, url, boundTo, shownHost, port } = await serve(['--data-dir', dir]);
+      try {
+        assert.equal(boundTo, '127.0.0.1');
+        assert.equal(shownHost, '127.0.0.1');
+        const warnings = warningLines(cli);
+        assert.equal(warnings.length, 1, cli.describe());
+        assert.match(warnings[0]!, /^assistd: warning: no master key is set.*127\.0\.0\.1/);
+        assert.match(cli.stdout, /^assistd: models: none configured/m);
+        // open API: no key needed
+        await createThread(url, undefined, 'open');
+        const external = externalAddress();
+        if (external) assert.equal(await reachable(`http://${external}:${port}`), false, 'must not be reachable on ' + external);
+      } finally {
+        await cli.stop();
+      }
+      await assertStopped(cli);
     });
-    try {
-      assert.equal(boundTo, '0.0.0.0');
-      assert.deepEqual(warningLines(cli), []);
-      const id = await createThread(url, MASTER_KEY, 'env-key');
-      await assertThread(url, MASTER_KEY, id, 'env-key');
-      assert.equal((await call(url, 'GET', `/v1/threads/${id}`, { key: `${MASTER_KEY}-wrong` })).status, 401);
-      const azure = await fetch(`${url}/v1/threads/${id}`, { headers: { 'api-key': MASTER_KEY } });
-      assert.equal(azure.status, 200);
-      await azure.text();
-    } finally {
-      assert.equal((await cli.stop()).code, 0, cli.describe());
-    }
-    assertNoSecrets(cli, MASTER_KEY);
-  });
-});
 
-describe('assistd serve: config problems', () => {
-  test('invalid YAML → non-zero exit, a config error naming the file, and nothing started', async () => {
-    const dir = join(scratchDir('unused'), 'data');
-    const config = writeFile(scratchDir('config'), 'bad.yaml', 'model_list:\n  - model_name: a\n    litellm_params: {model: x\n  oops: [\n');
-    const cli = new Cli(['serve', '--port', '0', '--config', config, '--data-dir', dir]);
-    const exit = await cli.waitExit();
-    assert.notEqual(exit.code, 0);
-    assert.match(cli.stderr, /^assistd: config error: .*not valid YAML/m);
-    assert.ok(cli.stderr.includes(config), cli.describe());
-    assert.doesNotMatch(cli.stdout, /listening/);
-    assert.doesNotMatch(cli.stderr, /^\s+at /m, 'no stack trace for a config error');
-    assert.equal(existsSync(dir), false, 'the data dir is not created when the config is bad');
+    test('without a master key, an explicit --host is honoured (and named in the warning)', async () => {
+      const dir = await dataDir();
+      const { cli, url, boundTo } = await serve(['--data-dir', dir, '--host', '0.0.0.0']);
+      try {
+        assert.equal(boundTo, '0.0.0.0');
+        const warnings = warningLines(cli);
+        assert.equal(warnings.length, 1, cli.describe());
+        assert.match(warnings[0]!, /no master key.*0\.0\.0\.0/);
+        assert.equal((await call(url, 'GET', '/health')).status, 200);
+      } finally {
+        await cli.stop();
+      }
+      await assertStopped(cli);
+    });
+
+    test('a master key from ASSISTD_MASTER_KEY binds 0.0.0.0 by default and is never printed, even with request logging', async () => {
+      const dir = await dataDir();
+      const { cli, url, boundTo } = await serve(['--data-dir', dir], {
+        env: baseEnv({ ASSISTD_MASTER_KEY: MASTER_KEY, ASSISTD_LOG_LEVEL: 'debug' }),
+      });
+      try {
+        assert.equal(boundTo, '0.0.0.0');
+        assert.deepEqual(warningLines(cli), []);
+        const id = await createThread(url, MASTER_KEY, 'env-key');
+        await assertThread(url, MASTER_KEY, id, 'env-key');
+        assert.equal((await call(url, 'GET', `/v1/threads/${id}`, { key: `${MASTER_KEY}-wrong` })).status, 401);
+        const azure = await fetch(`${url}/v1/threads/${id}`, { headers: { 'api-key': MASTER_KEY } });
+        assert.equal(azure.status, 200);
+        await azure.text();
+      } finally {
+        await cli.stop();
+      }
+      await assertStopped(cli);
+      assertNoSecrets(cli, MASTER_KEY);
+    });
   });
 
-  test('a missing os.environ variable → non-zero exit and stderr naming the key path and the variable', async () => {
-    const dir = join(scratchDir('unused'), 'data');
-    const config = writeFile(
-      scratchDir('config'),
-      'env.yaml',
-      `model_list:
+  describe('assistd serve: config problems', () => {
+    test('invalid YAML → non-zero exit, a config error naming the file, and nothing started', async () => {
+      const dir = join(scratchDir('unused'), 'data');
+      const config = writeFile(scratchDir('config'), 'bad.yaml', 'model_list:\n  - model_name: a\n    litellm_params: {model: x\n  oops: [\n');
+      const cli = new Cli(['serve', '--port', '0', '--config', config, '--data-dir', dir]);
+      const exit = await cli.waitExit();
+      assert.notEqual(exit.code, 0);
+      assert.match(cli.stderr, /^assistd: config error: .*not valid YAML/m);
+      assert.ok(cli.stderr.includes(config), cli.describe());
+      assert.doesNotMatch(cli.stdout, /listening/);
+      assert.doesNotMatch(cli.stderr, /^\s+at /m, 'no stack trace for a config error');
+      assert.equal(existsSync(dir), false, 'the data dir is not created when the config is bad');
+    });
+
+    test('a missing os.environ variable → non-zero exit and stderr naming the key path and the variable', async () => {
+      const dir = join(scratchDir('unused'), 'data');
+      const config = writeFile(
+        scratchDir('config'),
+        'env.yaml',
+        `model_list:
   - model_name: gpt-4o
     litellm_params:
       model: openai/gpt-4o
       api_key: os.environ/ASSISTD_TEST_SURELY_UNSET_VAR
 general_settings:
   master_key: os.environ/CLI_MK
-`,
-    );
-    const cli = new Cli(['serve', '--port', '0', '--config', config, '--data-dir', dir], {
-      env: baseEnv({ CLI_MK: MASTER_KEY, ASSISTD_TEST_SURELY_UNSET_VAR: undefined }),
+  `,
+      );
+      const cli = new Cli(['serve', '--port', '0', '--config', config, '--data-dir', dir], {
+        env: baseEnv({ CLI_MK: MASTER_KEY, ASSISTD_TEST_SURELY_UNSET_VAR: undefined }),
+      });
+      const exit = await cli.waitExit();
+      assert.notEqual(exit.code, 0);
+      assert.match(cli.stderr, /config error: model_list\[0\]\.litellm_params\.api_key: .*ASSISTD_TEST_SURELY_UNSET_VAR/);
+      assert.doesNotMatch(cli.stdout, /listening/);
+      assertNoSecrets(cli, MASTER_KEY);
     });
-    const exit = await cli.waitExit();
-    assert.notEqual(exit.code, 0);
-    assert.match(cli.stderr, /config error: model_list\[0\]\.litellm_params\.api_key: .*ASSISTD_TEST_SURELY_UNSET_VAR/);
-    assert.doesNotMatch(cli.stdout, /listening/);
-    assertNoSecrets(cli, MASTER_KEY);
-  });
 
-  test('a missing config file → non-zero exit naming the file', async () => {
-    const missing = join(scratchDir('config'), 'nope.yaml');
-    const cli = new Cli(['serve', '--port', '0', '--config', missing, '--data-dir', join(scratchDir('unused'), 'd')]);
-    assert.notEqual((await cli.waitExit()).code, 0);
-    assert.match(cli.stderr, /config error/);
-    assert.ok(cli.stderr.includes(missing), cli.describe());
-  });
+    test('a missing config file → non-zero exit naming the file', async () => {
+      const missing = join(scratchDir('config'), 'nope.yaml');
+      const cli = new Cli(['serve', '--port', '0', '--config', missing, '--data-dir', join(scratchDir('unused'), 'd')]);
+      assert.notEqual((await cli.waitExit()).code, 0);
+      assert.match(cli.stderr, /config error/);
+      assert.ok(cli.stderr.includes(missing), cli.describe());
+    });
 
-  test('LiteLLM keys assistd does not use → exactly one warning line listing them, and it still starts', async () => {
-    const dir = await dataDir();
-    const config = writeFile(
-      scratchDir('config'),
-      'litellm.yaml',
-      `model_list:
+    test('LiteLLM keys assistd does not use → exactly one warning line listing them, and it still starts', async () => {
+      const dir = await dataDir();
+      const config = writeFile(
+        scratchDir('config'),
+        'litellm.yaml',
+        `model_list:
   - model_name: gpt-4o
     litellm_params:
       model: openai/gpt-4o
@@ -426,366 +451,377 @@ litellm_settings:
   drop_params: true
 router_settings:
   routing_strategy: simple-shuffle
-`,
-    );
-    const { cli, url } = await serve(['--config', config, '--data-dir', dir], {
-      env: baseEnv({ UPSTREAM_KEY, CLI_MK: MASTER_KEY }),
-    });
-    try {
-      const warnings = warningLines(cli);
-      assert.equal(warnings.length, 1, cli.describe());
-      for (const key of ['litellm_settings', 'router_settings', 'general_settings.alerting', 'model_list[0].model_info']) {
-        assert.ok(warnings[0]!.includes(key), `warning should list ${key}: ${warnings[0]}`);
+  `,
+      );
+      const { cli, url } = await serve(['--config', config, '--data-dir', dir], {
+        env: baseEnv({ UPSTREAM_KEY, CLI_MK: MASTER_KEY }),
+        models: 1,
+      });
+      try {
+        const warnings = warningLines(cli);
+        assert.equal(warnings.length, 1, cli.describe());
+        for (const key of ['litellm_settings', 'router_settings', 'general_settings.alerting', 'model_list[0].model_info']) {
+          assert.ok(warnings[0]!.includes(key), `warning should list ${key}: ${warnings[0]}`);
+        }
+        assert.equal(cli.stderr.trim().split('\n').length, 1, `nothing else on stderr:\n${cli.stderr}`);
+        assert.match(cli.stdout, /^assistd: model: gpt-4o -> openai\/gpt-4o$/m);
+        assert.equal((await call(url, 'GET', '/health')).status, 200);
+      } finally {
+        await cli.stop();
       }
-      assert.equal(cli.stderr.trim().split('\n').length, 1, `nothing else on stderr:\n${cli.stderr}`);
-      assert.match(cli.stdout, /^assistd: model: gpt-4o -> openai\/gpt-4o$/m);
-      assert.equal((await call(url, 'GET', '/health')).status, 200);
-    } finally {
-      assert.equal((await cli.stop()).code, 0, cli.describe());
-    }
-    assertNoSecrets(cli, MASTER_KEY, UPSTREAM_KEY);
-  });
-});
-
-describe('assistd serve: command line', () => {
-  for (const value of ['abc', '70000', '-1', '1.5']) {
-    test(`--port ${value} → non-zero exit with a message`, async () => {
-      const dir = join(scratchDir('unused'), 'data');
-      const cli = new Cli(['serve', `--port=${value}`, '--data-dir', dir]);
-      const exit = await cli.waitExit();
-      assert.notEqual(exit.code, 0);
-      assert.match(cli.stderr, /--port/);
-      assert.ok(cli.stderr.includes(value), cli.describe());
-      assert.doesNotMatch(cli.stdout, /listening/);
-      assert.equal(existsSync(dir), false);
+      await assertStopped(cli);
+      assertNoSecrets(cli, MASTER_KEY, UPSTREAM_KEY);
     });
-  }
-
-  test('--port "" (empty) is rejected rather than silently meaning a random port', async () => {
-    const dir = await dataDir();
-    const cli = new Cli(['serve', '--port=', '--data-dir', dir]);
-    const outcome = await Promise.race([
-      cli.waitExit().then((exit) => ({ exit })),
-      cli.waitFor(LISTENING).then(() => ({ exit: null })),
-    ]);
-    if (outcome.exit === null) await cli.stop();
-    assert.ok(outcome.exit !== null && outcome.exit.code !== 0, `assistd started on an empty --port:\n${cli.describe()}`);
-    assert.match(cli.stderr, /--port/);
   });
 
-  test('ASSISTD_DATA_DIR is honoured when --data-dir is absent, and --data-dir wins over it', async () => {
-    const dir = await dataDir();
-    const cwd = scratchDir('cwd');
-    const first = await serve([], { env: baseEnv({ ASSISTD_DATA_DIR: dir }), cwd });
-    let id: string;
-    try {
-      assert.match(first.cli.stdout, new RegExp(`^assistd: storage: embedded PGlite in ${escape(dir)}$`, 'm'));
-      assert.ok(existsSync(join(dir, 'assistd.lock')), 'the lock is taken in ASSISTD_DATA_DIR');
-      assert.equal(existsSync(join(cwd, '.assistd')), false, 'the default ./.assistd is not used');
-      id = await createThread(first.url, undefined, 'env-dir');
-    } finally {
-      assert.equal((await first.cli.stop()).code, 0, first.cli.describe());
+  describe('assistd serve: command line', () => {
+    for (const value of ['abc', '70000', '-1', '1.5']) {
+      test(`--port ${value} → non-zero exit with a message`, async () => {
+        const dir = join(scratchDir('unused'), 'data');
+        const cli = new Cli(['serve', `--port=${value}`, '--data-dir', dir]);
+        const exit = await cli.waitExit();
+        assert.notEqual(exit.code, 0);
+        assert.match(cli.stderr, /--port/);
+        assert.ok(cli.stderr.includes(value), cli.describe());
+        assert.doesNotMatch(cli.stdout, /listening/);
+        assert.equal(existsSync(dir), false);
+      });
     }
 
-    const other = join(scratchDir('unused'), 'never-created');
-    const second = await serve(['--data-dir', dir], { env: baseEnv({ ASSISTD_DATA_DIR: other }), cwd });
-    try {
-      assert.match(second.cli.stdout, new RegExp(`storage: embedded PGlite in ${escape(dir)}$`, 'm'));
-      assert.equal(existsSync(other), false);
-      await assertThread(second.url, undefined, id, 'env-dir');
-    } finally {
-      assert.equal((await second.cli.stop()).code, 0, second.cli.describe());
-    }
-  });
-
-  test('with neither, the data dir is ./.assistd in the working directory (printed as an absolute path)', async () => {
-    const cwd = scratchDir('cwd');
-    cpSync(await dataDir(), join(cwd, '.assistd'), { recursive: true });
-    const { cli } = await serve([], { cwd });
-    try {
-      assert.match(cli.stdout, new RegExp(`storage: embedded PGlite in ${escape(join(cwd, '.assistd'))}$`, 'm'));
-    } finally {
-      assert.equal((await cli.stop()).code, 0, cli.describe());
-    }
-  });
-});
-
-describe('assistd serve: the data dir lock', () => {
-  test('a second serve on the same data dir exits non-zero with a clear message; the first keeps working; a later start sees the data', async () => {
-    const dir = await dataDir();
-    const first = await serve(['--data-dir', dir]);
-    let before: string;
-    let during: string;
-    try {
-      before = await createThread(first.url, undefined, 'before');
-
-      const second = new Cli(['serve', '--port', '0', '--data-dir', dir]);
-      const exit = await second.waitExit();
-      assert.notEqual(exit.code, 0, second.describe());
-      assert.equal(exit.signal, null);
-      assert.ok(second.stderr.includes(dir), `the message names the data dir:\n${second.describe()}`);
-      assert.match(second.stderr, /in use by another assistd process/);
-      assert.ok(second.stderr.includes(`pid ${first.cli.proc.pid}`), second.describe());
-      assert.doesNotMatch(second.stderr, /^\s+at /m, 'no stack trace');
-      assert.doesNotMatch(second.stdout, /listening/);
-
-      // the first server is untouched: its lock is still there and it still answers
-      assert.equal(JSON.parse(readFileSync(join(dir, 'assistd.lock'), 'utf8')).pid, first.cli.proc.pid);
-      await assertThread(first.url, undefined, before, 'before');
-      during = await createThread(first.url, undefined, 'during');
-    } finally {
-      const exit = await first.cli.stop();
-      assert.deepEqual(exit, { code: 0, signal: null }, first.cli.describe());
-    }
-    assert.match(first.cli.stdout, /^assistd: stopped$/m);
-    assert.equal(existsSync(join(dir, 'assistd.lock')), false, 'a clean stop releases the lock');
-
-    const third = await serve(['--data-dir', dir]);
-    try {
-      await assertThread(third.url, undefined, before, 'before');
-      await assertThread(third.url, undefined, during, 'during');
-    } finally {
-      assert.equal((await third.cli.stop()).code, 0, third.cli.describe());
-    }
-  });
-
-  test('a stale lock left by a dead process is taken over (and so is an unreadable one)', async () => {
-    const dir = await dataDir();
-    const pid = deadPid();
-    writeFileSync(join(dir, 'assistd.lock'), JSON.stringify({ pid, host: 'somewhere' }));
-    const first = await serve(['--data-dir', dir]);
-    try {
-      assert.equal(JSON.parse(readFileSync(join(dir, 'assistd.lock'), 'utf8')).pid, first.cli.proc.pid);
-      assert.equal((await call(first.url, 'GET', '/health')).status, 200);
-    } finally {
-      assert.equal((await first.cli.stop()).code, 0, first.cli.describe());
-    }
-
-    writeFileSync(join(dir, 'assistd.lock'), '{"pid": 12');
-    const second = await serve(['--data-dir', dir]);
-    try {
-      assert.equal(JSON.parse(readFileSync(join(dir, 'assistd.lock'), 'utf8')).pid, second.cli.proc.pid);
-    } finally {
-      assert.equal((await second.cli.stop()).code, 0, second.cli.describe());
-    }
-    assert.equal(existsSync(join(dir, 'assistd.lock')), false);
-  });
-
-  test('a lock held by a live process is respected', async () => {
-    const dir = scratchDir('locked');
-    mkdirSync(dir, { recursive: true });
-    writeFileSync(join(dir, 'assistd.lock'), JSON.stringify({ pid: process.pid, host: 'here' }));
-    const cli = new Cli(['serve', '--port', '0', '--data-dir', dir]);
-    assert.notEqual((await cli.waitExit()).code, 0);
-    assert.ok(cli.stderr.includes(`pid ${process.pid}`), cli.describe());
-    assert.equal(JSON.parse(readFileSync(join(dir, 'assistd.lock'), 'utf8')).pid, process.pid, 'the lock is left alone');
-  });
-});
-
-describe('assistd serve: shutdown', () => {
-  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
-    test(`${signal} while a request is in flight: the request completes, the process exits 0 and prints "stopped"; data survives a restart`, async () => {
+    test('--port "" (empty) is rejected rather than silently meaning a random port', async () => {
       const dir = await dataDir();
-      const server = await serve(['--data-dir', dir]);
-      const { cli } = server;
+      const cli = new Cli(['serve', '--port=', '--data-dir', dir]);
+      const outcome = await Promise.race([
+        cli.waitExit().then((exit) => ({ exit })),
+        cli.waitFor(LISTENING).then(() => ({ exit: null })),
+      ]);
+      if (outcome.exit === null) await cli.stop();
+      assert.ok(outcome.exit !== null && outcome.exit.code !== 0, `assistd started on an empty --port:\n${cli.describe()}`);
+      assert.match(cli.stderr, /--port/);
+    });
+
+    test('ASSISTD_DATA_DIR is honoured when --data-dir is absent, and --data-dir wins over it', async () => {
+      const dir = await dataDir();
+      const cwd = scratchDir('cwd');
+      const first = await serve([], { env: baseEnv({ ASSISTD_DATA_DIR: dir }), cwd });
       let id: string;
       try {
-        const written = await createThread(server.url, undefined, `before-${signal}`);
-
-        // Expect: 100-continue makes the server acknowledge the parsed headers before the body is sent,
-        // so the request is provably in flight when the signal arrives.
-        const body = JSON.stringify({ metadata: { tag: `in-flight-${signal}` } });
-        const target = new URL('/v1/threads', server.url);
-        let continued!: () => void;
-        const continueSeen = new Promise<void>((resolve) => (continued = resolve));
-        const responded = new Promise<{ status: number; text: string }>((resolve, reject) => {
-          const req = httpRequest(
-            {
-              host: target.hostname,
-              port: target.port,
-              path: target.pathname,
-              method: 'POST',
-              headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), expect: '100-continue' },
-              // a one-off connection (Connection: close): see the keep-alive test below for why
-              agent: false,
-            },
-            (res) => {
-              let text = '';
-              res.setEncoding('utf8');
-              res.on('data', (chunk: string) => (text += chunk));
-              res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
-              res.on('error', reject);
-            },
-          );
-          req.on('error', reject);
-          req.on('continue', () => {
-            continued();
-            // the body follows only once the server is shutting down
-            cli
-              .waitFor(new RegExp(`^assistd: ${signal} received`, 'm'))
-              .then(() => req.end(body), reject);
-          });
-          req.flushHeaders();
-        });
-        await continueSeen;
-        cli.proc.kill(signal);
-        const response = await responded;
-        assert.equal(response.status, 200, response.text);
-        id = JSON.parse(response.text).id;
-        assert.match(id, /^thread_/);
-
-        const exit = await cli.waitExit();
-        assert.deepEqual(exit, { code: 0, signal: null }, cli.describe());
-        assert.match(cli.stdout, new RegExp(`^assistd: ${signal} received, finishing in-flight requests$`, 'm'));
-        assert.match(cli.stdout, /^assistd: stopped$/m);
-        assert.equal(existsSync(join(dir, 'assistd.lock')), false, 'the lock is released');
-
-        const again = await serve(['--data-dir', dir]);
-        try {
-          await assertThread(again.url, undefined, written, `before-${signal}`);
-          await assertThread(again.url, undefined, id, `in-flight-${signal}`);
-        } finally {
-          assert.equal((await again.cli.stop(signal)).code, 0, again.cli.describe());
-        }
+        assert.match(first.cli.stdout, new RegExp(`^assistd: storage: embedded PGlite in ${escape(dir)}$`, 'm'));
+        assert.ok(existsSync(join(dir, 'assistd.lock')), 'the lock is taken in ASSISTD_DATA_DIR');
+        assert.equal(existsSync(join(cwd, '.assistd')), false, 'the default ./.assistd is not used');
+        id = await createThread(first.url, undefined, 'env-dir');
       } finally {
-        await cli.stop('SIGKILL');
+        await first.cli.stop();
       }
-    });
-  }
-});
+      await assertStopped(first.cli);
 
-describe('assistd serve: shutdown with keep-alive clients', () => {
-  test('the response to a request in flight at SIGTERM says Connection: close, so a keep-alive client cannot hold up the exit', async () => {
-    const dir = await dataDir();
-    const { cli, port } = await serve(['--data-dir', dir]);
-    const socket = connect(port, '127.0.0.1');
-    try {
-      socket.setEncoding('utf8');
-      let received = '';
-      socket.on('data', (chunk: string) => (received += chunk));
-      /** Resolves with the first text matching `pattern` in what the server sent; rejects if it hangs up first. */
-      const until = (pattern: RegExp) =>
-        new Promise<RegExpMatchArray>((resolve, reject) => {
-          const check = () => {
-            const match = received.match(pattern);
-            if (match) {
-              socket.off('data', check);
-              resolve(match);
-            }
-          };
-          socket.on('data', check);
-          socket.once('close', () => reject(new Error(`connection closed; received:\n${received}`)));
-          socket.once('error', reject);
-          check();
-        });
-      const continued = until(/^HTTP\/1\.1 100 Continue\r\n\r\n/);
-      // the final response: status line, headers, and a body of content-length bytes
-      const final = until(/HTTP\/1\.1 [2-5]\d\d [^\r]*\r\n(?:[^\r]+\r\n)*\r\n\{.*\}$/s);
-      final.catch(() => {}); // awaited below; this only keeps an early hang-up from being an unhandled rejection
-      // a keep-alive HTTP/1.1 client, as every pooled client (undici, the openai SDK, browsers) is
-      socket.write(
-        'POST /v1/threads HTTP/1.1\r\nHost: assistd\r\nContent-Type: application/json\r\nContent-Length: 2\r\n' +
-          'Connection: keep-alive\r\nExpect: 100-continue\r\n\r\n',
-      );
-      await continued;
-      cli.proc.kill('SIGTERM');
-      await cli.waitFor(/^assistd: SIGTERM received/m);
-      socket.write('{}');
-      const response = (await final)[0];
-      assert.match(response, /^HTTP\/1\.1 200 /, response);
-      // Without Connection: close the socket stays open after the response, server.close() waits for it,
-      // and the process only exits when the client hangs up or keepAliveTimeout (72 s in fastify) passes.
-      assert.match(response.split('\r\n\r\n')[0]!, /\r\nconnection: close/i, `response sent while stopping:\n${response}`);
-    } finally {
-      socket.destroy();
-      await cli.waitExit();
-    }
-    assert.match(cli.stdout, /^assistd: stopped$/m);
-  });
-});
-
-describe('assistd serve: PostgreSQL via DATABASE_URL', () => {
-  const skip = process.env.DATABASE_URL ? false : 'DATABASE_URL is not set';
-  const schemas: string[] = [];
-  after(async () => {
-    if (schemas.length === 0) return;
-    const cleanup = new pg.Client({ connectionString: process.env.DATABASE_URL });
-    await cleanup.connect();
-    try {
-      for (const schema of schemas) await cleanup.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
-    } finally {
-      await cleanup.end();
-    }
-  });
-
-  test('a refused connection fails start-up without printing the password', async () => {
-    const secret = 'secretpw-refused';
-    const cli = new Cli(['serve', '--port', '0', '--data-dir', join(scratchDir('unused'), 'd')], {
-      env: baseEnv({ DATABASE_URL: `postgres://postgres:${secret}@127.0.0.1:1/test` }),
-    });
-    assert.notEqual((await cli.waitExit()).code, 0);
-    assert.match(cli.stderr, /ECONNREFUSED|connect/i);
-    assertNoSecrets(cli, secret);
-  });
-
-  /** The test database URL with the given password and a private schema, so nothing else is touched. */
-  async function databaseUrl(password: string | null, passwordInQuery = false): Promise<{ url: string; secret: string }> {
-    const base = new URL(process.env.DATABASE_URL!);
-    const secret = base.password ? decodeURIComponent(base.password) : password!;
-    const schema = `t_cli_${process.pid}_${randomBytes(4).toString('hex')}`;
-    const admin = new pg.Client({ connectionString: process.env.DATABASE_URL });
-    await admin.connect();
-    try {
-      await admin.query(`CREATE SCHEMA ${schema}`);
-    } finally {
-      await admin.end();
-    }
-    schemas.push(schema);
-    const url = new URL(base);
-    if (passwordInQuery) {
-      url.password = '';
-      url.searchParams.set('password', secret);
-    } else {
-      url.password = secret;
-    }
-    url.searchParams.set('options', `-c search_path=${schema}`);
-    return { url: url.toString(), secret };
-  }
-
-  test('the banner says PostgreSQL and never prints the password; no data dir lock is taken', { skip }, async () => {
-    const { url, secret } = await databaseUrl('secretpw');
-    const dir = scratchDir('pg');
-    const env = baseEnv({ DATABASE_URL: url, ASSISTD_MASTER_KEY: MASTER_KEY });
-    const first = await serve(['--data-dir', dir], { env });
-    const second = await serve(['--data-dir', dir], { env });
-    try {
-      for (const { cli } of [first, second]) {
-        assert.match(cli.stdout, /^assistd: storage: PostgreSQL postgres(ql)?:\/\//m);
-        assert.doesNotMatch(cli.stdout, /PGlite/);
+      const other = join(scratchDir('unused'), 'never-created');
+      const second = await serve(['--data-dir', dir], { env: baseEnv({ ASSISTD_DATA_DIR: other }), cwd });
+      try {
+        assert.match(second.cli.stdout, new RegExp(`storage: embedded PGlite in ${escape(dir)}$`, 'm'));
+        assert.equal(existsSync(other), false);
+        await assertThread(second.url, undefined, id, 'env-dir');
+      } finally {
+        await second.cli.stop();
       }
+      await assertStopped(second.cli);
+    });
+
+    test('with neither, the data dir is ./.assistd in the working directory (printed as an absolute path)', async () => {
+      const cwd = scratchDir('cwd');
+      cpSync(await dataDir(), join(cwd, '.assistd'), { recursive: true });
+      const { cli } = await serve([], { cwd });
+      try {
+        assert.match(cli.stdout, new RegExp(`storage: embedded PGlite in ${escape(join(cwd, '.assistd'))}$`, 'm'));
+      } finally {
+        await cli.stop();
+      }
+      await assertStopped(cli);
+    });
+  });
+
+  describe('assistd serve: the data dir lock', () => {
+    test('a second serve on the same data dir exits non-zero with a clear message; the first keeps working; a later start sees the data', async () => {
+      const dir = await dataDir();
+      const first = await serve(['--data-dir', dir]);
+      let before: string;
+      let during: string;
+      try {
+        before = await createThread(first.url, undefined, 'before');
+
+        const second = new Cli(['serve', '--port', '0', '--data-dir', dir]);
+        const exit = await second.waitExit();
+        assert.notEqual(exit.code, 0, second.describe());
+        assert.equal(exit.signal, null);
+        assert.ok(second.stderr.includes(dir), `the message names the data dir:\n${second.describe()}`);
+        assert.match(second.stderr, /in use by another assistd process/);
+        assert.ok(second.stderr.includes(`pid ${first.cli.proc.pid}`), second.describe());
+        assert.doesNotMatch(second.stderr, /^\s+at /m, 'no stack trace');
+        assert.doesNotMatch(second.stdout, /listening/);
+
+        // the first server is untouched: its lock is still there and it still answers
+        assert.equal(JSON.parse(readFileSync(join(dir, 'assistd.lock'), 'utf8')).pid, first.cli.proc.pid);
+        await assertThread(first.url, undefined, before, 'before');
+        during = await createThread(first.url, undefined, 'during');
+      } finally {
+        await first.cli.stop();
+      }
+      await assertStopped(first.cli);
+      assert.equal(existsSync(join(dir, 'assistd.lock')), false, 'a clean stop releases the lock');
+
+      const third = await serve(['--data-dir', dir]);
+      try {
+        await assertThread(third.url, undefined, before, 'before');
+        await assertThread(third.url, undefined, during, 'during');
+      } finally {
+        await third.cli.stop();
+      }
+      await assertStopped(third.cli);
+    });
+
+    test('a stale lock left by a dead process is taken over (and so is an unreadable one)', async () => {
+      const dir = await dataDir();
+      const pid = deadPid();
+      writeFileSync(join(dir, 'assistd.lock'), JSON.stringify({ pid, host: 'somewhere' }));
+      const first = await serve(['--data-dir', dir]);
+      try {
+        assert.equal(JSON.parse(readFileSync(join(dir, 'assistd.lock'), 'utf8')).pid, first.cli.proc.pid);
+        assert.equal((await call(first.url, 'GET', '/health')).status, 200);
+      } finally {
+        await first.cli.stop();
+      }
+      await assertStopped(first.cli);
+
+      writeFileSync(join(dir, 'assistd.lock'), '{"pid": 12');
+      const second = await serve(['--data-dir', dir]);
+      try {
+        assert.equal(JSON.parse(readFileSync(join(dir, 'assistd.lock'), 'utf8')).pid, second.cli.proc.pid);
+      } finally {
+        await second.cli.stop();
+      }
+      await assertStopped(second.cli);
       assert.equal(existsSync(join(dir, 'assistd.lock')), false);
-      const health = await call(first.url, 'GET', '/health');
-      assert.deepEqual(health.json, { status: 'ok', storage: 'postgres' });
-      // both processes share the database
-      const id = await createThread(first.url, MASTER_KEY, 'shared');
-      await assertThread(second.url, MASTER_KEY, id, 'shared');
-    } finally {
-      assert.equal((await first.cli.stop()).code, 0, first.cli.describe());
-      assert.equal((await second.cli.stop()).code, 0, second.cli.describe());
-    }
-    assertNoSecrets(first.cli, secret, MASTER_KEY);
-    assertNoSecrets(second.cli, secret, MASTER_KEY);
+    });
+
+    test('a lock held by a live process is respected', async () => {
+      const dir = scratchDir('locked');
+      mkdirSync(dir, { recursive: true });
+      writeFileSync(join(dir, 'assistd.lock'), JSON.stringify({ pid: process.pid, host: 'here' }));
+      const cli = new Cli(['serve', '--port', '0', '--data-dir', dir]);
+      assert.notEqual((await cli.waitExit()).code, 0);
+      assert.ok(cli.stderr.includes(`pid ${process.pid}`), cli.describe());
+      assert.equal(JSON.parse(readFileSync(join(dir, 'assistd.lock'), 'utf8')).pid, process.pid, 'the lock is left alone');
+    });
   });
 
-  test('a password given as a ?password= query parameter is not printed either', { skip }, async () => {
-    const { url, secret } = await databaseUrl('secretpw', true);
-    const { cli } = await serve(['--data-dir', scratchDir('pg')], { env: baseEnv({ DATABASE_URL: url }) });
-    try {
-      assert.match(cli.stdout, /^assistd: storage: PostgreSQL /m);
-    } finally {
-      assert.equal((await cli.stop()).code, 0, cli.describe());
+  describe('assistd serve: shutdown', () => {
+    for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+      test(`${signal} while a request is in flight: the request completes, the process exits 0 and prints "stopped"; data survives a restart`, async () => {
+        const dir = await dataDir();
+        const server = await serve(['--data-dir', dir]);
+        const { cli } = server;
+        let id: string;
+        try {
+          const written = await createThread(server.url, undefined, `before-${signal}`);
+
+          // Expect: 100-continue makes the server acknowledge the parsed headers before the body is sent,
+          // so the request is provably in flight when the signal arrives.
+          const body = JSON.stringify({ metadata: { tag: `in-flight-${signal}` } });
+          const target = new URL('/v1/threads', server.url);
+          let continued!: () => void;
+          const continueSeen = new Promise<void>((resolve) => (continued = resolve));
+          const responded = new Promise<{ status: number; text: string }>((resolve, reject) => {
+            const req = httpRequest(
+              {
+                host: target.hostname,
+                port: target.port,
+                path: target.pathname,
+                method: 'POST',
+                headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), expect: '100-continue' },
+                // a one-off connection (Connection: close): see the keep-alive test below for why
+                agent: false,
+              },
+              (res) => {
+                let text = '';
+                res.setEncoding('utf8');
+                res.on('data', (chunk: string) => (text += chunk));
+                res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
+                res.on('error', reject);
+              },
+            );
+            req.on('error', reject);
+            req.on('continue', () => {
+              continued();
+              // the body follows only once the server is shutting down
+              cli
+                .waitFor(new RegExp(`^assistd: ${signal} received`, 'm'))
+                .then(() => req.end(body), reject);
+            });
+            req.flushHeaders();
+          });
+          await continueSeen;
+          cli.proc.kill(signal);
+          const response = await responded;
+          assert.equal(response.status, 200, response.text);
+          id = JSON.parse(response.text).id;
+          assert.match(id, /^thread_/);
+
+          const exit = await cli.waitExit();
+          assert.deepEqual(exit, { code: 0, signal: null }, cli.describe());
+          assert.match(cli.stdout, new RegExp(`^assistd: ${signal} received, finishing in-flight requests$`, 'm'));
+          assert.match(cli.stdout, /^assistd: stopped$/m);
+          assert.equal(existsSync(join(dir, 'assistd.lock')), false, 'the lock is released');
+
+          const again = await serve(['--data-dir', dir]);
+          try {
+            await assertThread(again.url, undefined, written, `before-${signal}`);
+            await assertThread(again.url, undefined, id, `in-flight-${signal}`);
+          } finally {
+            await again.cli.stop(signal);
+          }
+          await assertStopped(again.cli);
+        } finally {
+          await cli.stop('SIGKILL');
+        }
+      });
     }
-    assertNoSecrets(cli, secret);
+  });
+
+  describe('assistd serve: shutdown with keep-alive clients', () => {
+    test('the response to a request in flight at SIGTERM says Connection: close, so a keep-alive client cannot hold up the exit', async () => {
+      const dir = await dataDir();
+      const { cli, port } = await serve(['--data-dir', dir]);
+      const socket = connect(port, '127.0.0.1');
+      try {
+        socket.setEncoding('utf8');
+        let received = '';
+        socket.on('data', (chunk: string) => (received += chunk));
+        /** Resolves with the first text matching `pattern` in what the server sent; rejects if it hangs up first. */
+        const until = (pattern: RegExp) =>
+          new Promise<RegExpMatchArray>((resolve, reject) => {
+            const check = () => {
+              const match = received.match(pattern);
+              if (match) {
+                socket.off('data', check);
+                resolve(match);
+              }
+            };
+            socket.on('data', check);
+            socket.once('close', () => reject(new Error(`connection closed; received:\n${received}`)));
+            socket.once('error', reject);
+            check();
+          });
+        const continued = until(/^HTTP\/1\.1 100 Continue\r\n\r\n/);
+        // the final response: status line, headers, and a body of content-length bytes
+        const final = until(/HTTP\/1\.1 [2-5]\d\d [^\r]*\r\n(?:[^\r]+\r\n)*\r\n\{.*\}$/s);
+        final.catch(() => {}); // awaited below; this only keeps an early hang-up from being an unhandled rejection
+        // a keep-alive HTTP/1.1 client, as every pooled client (undici, the openai SDK, browsers) is
+        socket.write(
+          'POST /v1/threads HTTP/1.1\r\nHost: assistd\r\nContent-Type: application/json\r\nContent-Length: 2\r\n' +
+            'Connection: keep-alive\r\nExpect: 100-continue\r\n\r\n',
+        );
+        await continued;
+        cli.proc.kill('SIGTERM');
+        await cli.waitFor(/^assistd: SIGTERM received/m);
+        socket.write('{}');
+        const response = (await final)[0];
+        assert.match(response, /^HTTP\/1\.1 200 /, response);
+        // Without Connection: close the socket stays open after the response, server.close() waits for it,
+        // and the process only exits when the client hangs up or keepAliveTimeout (72 s in fastify) passes.
+        assert.match(response.split('\r\n\r\n')[0]!, /\r\nconnection: close/i, `response sent while stopping:\n${response}`);
+      } finally {
+        socket.destroy();
+        await cli.waitExit();
+      }
+      await assertStopped(cli);
+    });
+  });
+
+  describe('assistd serve: PostgreSQL via DATABASE_URL', () => {
+    const skip = process.env.DATABASE_URL ? false : 'DATABASE_URL is not set';
+    const schemas: string[] = [];
+    after(async () => {
+      if (schemas.length === 0) return;
+      const cleanup = new pg.Client({ connectionString: process.env.DATABASE_URL });
+      await cleanup.connect();
+      try {
+        for (const schema of schemas) await cleanup.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+      } finally {
+        await cleanup.end();
+      }
+    });
+
+    test('a refused connection fails start-up without printing the password', async () => {
+      const secret = 'secretpw-refused';
+      const cli = new Cli(['serve', '--port', '0', '--data-dir', join(scratchDir('unused'), 'd')], {
+        env: baseEnv({ DATABASE_URL: `postgres://postgres:${secret}@127.0.0.1:1/test` }),
+      });
+      assert.notEqual((await cli.waitExit()).code, 0);
+      assert.match(cli.stderr, /ECONNREFUSED|connect/i);
+      assertNoSecrets(cli, secret);
+    });
+
+    /** The test database URL with the given password and a private schema, so nothing else is touched. */
+    async function databaseUrl(password: string | null, passwordInQuery = false): Promise<{ url: string; secret: string }> {
+      const base = new URL(process.env.DATABASE_URL!);
+      const secret = base.password ? decodeURIComponent(base.password) : password!;
+      const schema = `t_cli_${process.pid}_${randomBytes(4).toString('hex')}`;
+      const admin = new pg.Client({ connectionString: process.env.DATABASE_URL });
+      await admin.connect();
+      try {
+        await admin.query(`CREATE SCHEMA ${schema}`);
+      } finally {
+        await admin.end();
+      }
+      schemas.push(schema);
+      const url = new URL(base);
+      if (passwordInQuery) {
+        url.password = '';
+        url.searchParams.set('password', secret);
+      } else {
+        url.password = secret;
+      }
+      url.searchParams.set('options', `-c search_path=${schema}`);
+      return { url: url.toString(), secret };
+    }
+
+    test('the banner says PostgreSQL and never prints the password; no data dir lock is taken', { skip }, async () => {
+      const { url, secret } = await databaseUrl('secretpw');
+      const dir = scratchDir('pg');
+      const env = baseEnv({ DATABASE_URL: url, ASSISTD_MASTER_KEY: MASTER_KEY });
+      const first = await serve(['--data-dir', dir], { env });
+      const second = await serve(['--data-dir', dir], { env });
+      try {
+        for (const { cli } of [first, second]) {
+          assert.match(cli.stdout, /^assistd: storage: PostgreSQL postgres(ql)?:\/\//m);
+          assert.doesNotMatch(cli.stdout, /PGlite/);
+        }
+        assert.equal(existsSync(join(dir, 'assistd.lock')), false);
+        const health = await call(first.url, 'GET', '/health');
+        assert.deepEqual(health.json, { status: 'ok', storage: 'postgres' });
+        // both processes share the database
+        const id = await createThread(first.url, MASTER_KEY, 'shared');
+        await assertThread(second.url, MASTER_KEY, id, 'shared');
+      } finally {
+        await Promise.all([first.cli.stop(), second.cli.stop()]);
+      }
+      await assertStopped(first.cli);
+      await assertStopped(second.cli);
+      assertNoSecrets(first.cli, secret, MASTER_KEY);
+      assertNoSecrets(second.cli, secret, MASTER_KEY);
+    });
+
+    test('a password given as a ?password= query parameter is not printed either', { skip }, async () => {
+      const { url, secret } = await databaseUrl('secretpw', true);
+      const { cli } = await serve(['--data-dir', scratchDir('pg')], { env: baseEnv({ DATABASE_URL: url }) });
+      try {
+        assert.match(cli.stdout, /^assistd: storage: PostgreSQL /m);
+      } finally {
+        await cli.stop();
+      }
+      await assertStopped(cli);
+      assertNoSecrets(cli, secret);
+    });
   });
 });
 

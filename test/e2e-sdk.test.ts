@@ -1099,7 +1099,7 @@ const BAD_REQUESTS: ErrorCase[] = [
     name: 'image_url that is not a URL',
     expected: {
       status: 400,
-      message: "Invalid 'url': expected an http(s) URL or a data:image/ URL.",
+      message: "Invalid 'content[0].image_url.url': expected an http(s) URL or a data:image/ URL.",
       param: 'content[0].image_url.url',
       code: 'invalid_value',
     },

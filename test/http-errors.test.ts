@@ -286,7 +286,7 @@ const VALIDATION: ValidationCase[] = [
   {
     path: A,
     body: { model: 'm', tools: [{ type: 'function', function: { name: 'bad name' } }] },
-    message: "Invalid function name: must match '^[a-zA-Z0-9_-]+$'.",
+    message: "Invalid 'tools[0].function.name': expected a name matching '^[a-zA-Z0-9_-]+$'.",
     param: 'tools[0].function.name',
     code: 'invalid_value',
   },
@@ -382,7 +382,7 @@ const VALIDATION: ValidationCase[] = [
   {
     path: T,
     body: { messages: [{ role: 'user', content: 'ok' }, { role: 'user', content: [{ type: 'image_url', image_url: { url: 'x' } }] }] },
-    message: "Invalid 'url': expected an http(s) URL or a data:image/ URL.",
+    message: "Invalid 'messages[1].content[0].image_url.url': expected an http(s) URL or a data:image/ URL.",
     param: 'messages[1].content[0].image_url.url',
     code: 'invalid_value',
   },
@@ -546,7 +546,7 @@ describe('validation errors', () => {
 
   // ---- server bugs: each of these fails against the current server (see the final report)
 
-  test('BUG: limit out of range in the query is reported as an integer, like any integer parameter', async () => {
+  test('limit out of range in the query is reported as an integer, like any integer parameter', async () => {
     // The query value is the string "0", so the bound error is worded for a 'decimal'.
     assertError(
       await call('GET', '/v1/assistants?limit=0'),
@@ -568,7 +568,7 @@ describe('validation errors', () => {
     );
   });
 
-  test("BUG: a missing 'type' discriminator is a missing parameter, not the value 'undefined'", async () => {
+  test("a missing 'type' discriminator is a missing parameter, not the value 'undefined'", async () => {
     assertError(
       await call('POST', '/v1/assistants', { body: { model: 'm', tools: [{}] } }),
       400,
@@ -581,7 +581,7 @@ describe('validation errors', () => {
     );
   });
 
-  test("BUG: a missing or mistyped 'content' names the parameter (not a bare 'Invalid input')", async () => {
+  test("a missing or mistyped 'content' names the parameter (not a bare 'Invalid input')", async () => {
     assertError(
       await call('POST', `/v1/threads/${threadId}/messages`, { body: { role: 'user' } }),
       400,
@@ -600,7 +600,7 @@ describe('validation errors', () => {
     assert.match(wrongType.json.error.message, /'content'/);
   });
 
-  test('BUG: a body that is not a JSON object gets param null, not the empty string', async () => {
+  test('a body that is not a JSON object gets param null, not the empty string', async () => {
     for (const rawBody of ['null', '[]', '5', '"text"', 'true']) {
       for (const path of ['/v1/assistants', '/v1/threads']) {
         const response = await call('POST', path, { rawBody, headers: json });
@@ -690,7 +690,7 @@ describe('unknown ids and routes', () => {
     assertErrorShape(runs);
   });
 
-  test('BUG: a malformed percent-encoding in the URL gets an error in the OpenAI shape', async () => {
+  test('a malformed percent-encoding in the URL gets an error in the OpenAI shape', async () => {
     const response = await call('GET', '/v1/assistants/%E0%A4%A');
     assert.equal(response.status, 400);
     assertErrorShape(response);
@@ -1114,7 +1114,7 @@ describe('hostile values', () => {
   const assistants = () => '/v1/assistants';
   const threads = () => '/v1/threads';
 
-  test('BUG: a NUL character (\\u0000) in any string is never a 5xx', async () => {
+  test('a NUL character (\\u0000) in any string is never a 5xx', async () => {
     await neverServerError([
       ['POST', assistants, '{"model":"gpt-4o","name":"a\\u0000b"}'],
       ['POST', assistants, '{"model":"gpt\\u0000"}'],
@@ -1129,7 +1129,7 @@ describe('hostile values', () => {
     ]);
   });
 
-  test('BUG: a NUL character in a path id or a list cursor is a 404 or 400, never a 5xx', async () => {
+  test('a NUL character in a path id or a list cursor is a 404 or 400, never a 5xx', async () => {
     const failures: string[] = [];
     for (const [method, path] of [
       ['GET', '/v1/assistants/asst_%00'],
@@ -1157,7 +1157,7 @@ describe('hostile values', () => {
     assert.deepStrictEqual(failures, []);
   });
 
-  test('BUG: a lone UTF-16 surrogate (\\ud800) in a string is never a 5xx', async () => {
+  test('a lone UTF-16 surrogate (\\ud800) in a string is never a 5xx', async () => {
     await neverServerError([
       ['POST', assistants, '{"model":"gpt-4o","metadata":{"k":"\\ud800"}}'],
       ['POST', assistants, '{"model":"gpt-4o","tools":[{"type":"function","function":{"name":"f","parameters":{"d":"\\udfff"}}}]}'],
@@ -1167,7 +1167,7 @@ describe('hostile values', () => {
     ]);
   });
 
-  test('BUG: deeply nested JSON in free-form fields (function parameters, json_schema) is never a 5xx', async () => {
+  test('deeply nested JSON in free-form fields (function parameters, json_schema) is never a 5xx', async () => {
     const deep = (levels: number) => '{"a":'.repeat(levels) + '1' + '}'.repeat(levels);
     const deepArray = (levels: number) => '{"a":' + '['.repeat(levels) + ']'.repeat(levels) + '}';
     await neverServerError([
@@ -1182,7 +1182,7 @@ describe('hostile values', () => {
     ]);
   });
 
-  test('BUG: a content type the server cannot parse is a 4xx in the OpenAI shape, never a 5xx', async () => {
+  test('a content type the server cannot parse is a 4xx in the OpenAI shape, never a 5xx', async () => {
     const failures: string[] = [];
     for (const contentType of ['???', 'application/json; charset', '/', 'a b', 'application/json;;', '']) {
       const response = await http(server, 'POST', '/v1/threads', { rawBody: '{}', headers: { 'content-type': contentType } });
@@ -1192,7 +1192,7 @@ describe('hostile values', () => {
     assert.deepStrictEqual(failures, []);
   });
 
-  test("BUG: a metadata key '__proto__' is stored or rejected, never silently dropped", async () => {
+  test("a metadata key '__proto__' is stored or rejected, never silently dropped", async () => {
     const response = await http(server, 'POST', '/v1/threads', {
       rawBody: '{"metadata":{"__proto__":"x","k":"v"}}',
       headers: json,

@@ -40,7 +40,7 @@ const functionObject = z
     name: z
       .string()
       .max(64)
-      .regex(/^[a-zA-Z0-9_-]+$/, "Invalid function name: must match '^[a-zA-Z0-9_-]+$'."),
+      .regex(/^[a-zA-Z0-9_-]+$/, "expected a name matching '^[a-zA-Z0-9_-]+$'."),
     description: z.string().optional(),
     parameters: z.record(z.string(), z.unknown()).optional(),
     strict: z.boolean().nullable().optional(),
@@ -91,6 +91,7 @@ export type ToolResources = z.infer<typeof toolResourcesSchema>;
 
 export const responseFormatSchema = z.union([
   z.literal('auto'),
+  z.discriminatedUnion('type', [
   z.object({ type: z.literal('text') }).strict(),
   z.object({ type: z.literal('json_object') }).strict(),
   z
@@ -98,7 +99,7 @@ export const responseFormatSchema = z.union([
       type: z.literal('json_schema'),
       json_schema: z
         .object({
-          name: z.string().max(64).regex(/^[a-zA-Z0-9_-]+$/, "Invalid schema name: must match '^[a-zA-Z0-9_-]+$'."),
+          name: z.string().max(64).regex(/^[a-zA-Z0-9_-]+$/, "expected a name matching '^[a-zA-Z0-9_-]+$'."),
           description: z.string().optional(),
           schema: z.record(z.string(), z.unknown()).optional(),
           strict: z.boolean().nullable().optional(),
@@ -106,6 +107,7 @@ export const responseFormatSchema = z.union([
         .strict(),
     })
     .strict(),
+  ]),
 ]);
 
 const temperature = z.number().min(0).max(2).nullable();
@@ -146,6 +148,10 @@ export type CreateAssistant = z.infer<typeof createAssistantSchema>;
 export const modifyAssistantSchema = z.object(assistantFields).partial().strict();
 export type ModifyAssistant = z.infer<typeof modifyAssistantSchema>;
 
+/** Object ids are short prefixed base62 strings; anything else cannot name an object. */
+export const ID_PATTERN = /^[A-Za-z0-9_-]{1,128}$/;
+const idSchema = z.string().min(1).regex(ID_PATTERN, 'expected an object id such as msg_abc123.');
+
 const imageDetail = z.enum(['auto', 'low', 'high']);
 
 const contentPartSchema = z.discriminatedUnion('type', [
@@ -157,7 +163,7 @@ const contentPartSchema = z.discriminatedUnion('type', [
         .object({
           url: z
             .string()
-            .regex(/^(https?:\/\/|data:image\/)/, "Invalid 'url': expected an http(s) URL or a data:image/ URL."),
+            .regex(/^(https?:\/\/|data:image\/)/, "expected an http(s) URL or a data:image/ URL."),
           detail: imageDetail.optional(),
         })
         .strict(),
@@ -212,11 +218,11 @@ export const modifyThreadSchema = z
   .strict();
 
 export const listQuerySchema = z.object({
-  limit: z.coerce.number().int().min(1).max(100).default(20),
+  limit: z.number().int().min(1).max(100).default(20),
   order: z.enum(['asc', 'desc']).default('desc'),
-  after: z.string().min(1).optional(),
-  before: z.string().min(1).optional(),
+  after: idSchema.optional(),
+  before: idSchema.optional(),
 });
 export type ListQuery = z.infer<typeof listQuerySchema>;
 
-export const listMessagesQuerySchema = listQuerySchema.extend({ run_id: z.string().min(1).optional() });
+export const listMessagesQuerySchema = listQuerySchema.extend({ run_id: idSchema.optional() });

@@ -64,15 +64,28 @@ function unionIssue(issue: Extract<ZodIssue, { code: 'invalid_union' }>): ZodIss
 
 /** Turns the first zod issue into OpenAI's 400 with `param` naming the field. */
 export function issueToError(issue: ZodIssue, input: unknown, paramPrefix = ''): ApiError {
-  if (issue.code === 'invalid_union') {
-    const chosen = unionIssue(issue);
-    if (chosen !== issue) return issueToError(chosen, input, paramPrefix);
-  }
   const param = paramPrefix + paramPath(issue.path);
   const value = valueAt(input, issue.path);
+  if (param === '' && issue.code !== 'unrecognized_keys') {
+    return invalidRequest(`Invalid request body: expected a JSON object, but got ${describeType(value)} instead.`, null, 'invalid_type');
+  }
+  const missing = () => invalidRequest(`Missing required parameter: '${param}'.`, param, 'missing_required_parameter');
+  if (issue.code === 'invalid_union') {
+    if (value === undefined) return missing();
+    const chosen = unionIssue(issue);
+    if (chosen !== issue) return issueToError(chosen, input, paramPrefix);
+    const expected = issue.unionErrors.flatMap((error) =>
+      error.issues[0]?.code === 'invalid_type' ? [EXPECTED[error.issues[0].expected] ?? error.issues[0].expected] : [],
+    );
+    return invalidRequest(
+      `Invalid type for '${param}': expected ${expected.join(' or ') || 'another type'}, but got ${describeType(value)} instead.`,
+      param,
+      'invalid_type',
+    );
+  }
   switch (issue.code) {
     case 'invalid_type':
-      if (value === undefined) return invalidRequest(`Missing required parameter: '${param}'.`, param, 'missing_required_parameter');
+      if (value === undefined) return missing();
       return invalidRequest(
         `Invalid type for '${param}': expected ${EXPECTED[issue.expected] ?? issue.expected}, but got ${describeType(value)} instead.`,
         param,
@@ -90,6 +103,7 @@ export function issueToError(issue: ZodIssue, input: unknown, paramPrefix = ''):
         'invalid_value',
       );
     case 'invalid_union_discriminator':
+      if (value === undefined) return missing();
       return invalidRequest(
         `Invalid value: '${String(valueAt(input, issue.path))}'. Supported values are: ${listValues(issue.options)}.`,
         param,
@@ -119,7 +133,7 @@ export function issueToError(issue: ZodIssue, input: unknown, paramPrefix = ''):
           above ? 'array_above_max_length' : 'array_below_min_length',
         );
       }
-      const kind = Number.isInteger(value) ? 'integer' : 'decimal';
+      const kind = Number.isInteger(Number(value)) ? 'integer' : 'decimal';
       return invalidRequest(
         above
           ? `Invalid '${param}': ${kind} above maximum value. Expected a value <= ${limit}, but got ${String(value)} instead.`
@@ -131,13 +145,49 @@ export function issueToError(issue: ZodIssue, input: unknown, paramPrefix = ''):
     default:
       return invalidRequest(
         issue.message.startsWith('Invalid') ? issue.message : `Invalid '${param}': ${issue.message}`,
-        param || null,
+        param,
         'invalid_value',
       );
   }
 }
 
+const MAX_DEPTH = 64;
+// NUL cannot be stored in PostgreSQL text or jsonb, nor can a lone UTF-16 surrogate.
+const UNSTORABLE = /\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+
+/**
+ * Rejects what no schema should have to think about: strings PostgreSQL cannot store, nesting deep
+ * enough to exhaust a stack, and `__proto__` keys. Returns the first problem as a 400.
+ */
+function scanInput(value: unknown, path: (string | number)[], paramPrefix: string): ApiError | undefined {
+  const param = () => paramPrefix + paramPath(path) || null;
+  if (typeof value === 'string') {
+    return UNSTORABLE.test(value)
+      ? invalidRequest(`Invalid '${param()}': string contains a NUL character or an unpaired surrogate.`, param(), 'invalid_value')
+      : undefined;
+  }
+  if (typeof value !== 'object' || value === null) return undefined;
+  if (path.length >= MAX_DEPTH) {
+    return invalidRequest(`Invalid '${param()}': nested more than ${MAX_DEPTH} levels deep.`, param(), 'invalid_value');
+  }
+  const entries: [string | number, unknown][] = Array.isArray(value) ? value.map((item, index) => [index, item]) : Object.entries(value);
+  for (const [key, item] of entries) {
+    if (typeof key === 'string') {
+      if (key === '__proto__' || UNSTORABLE.test(key)) {
+        return invalidRequest(`Invalid '${param() ?? 'body'}': unsupported key '${key.replace(/\u0000/g, '\\u0000')}'.`, param(), 'invalid_value');
+      }
+    }
+    path.push(key);
+    const problem = scanInput(item, path, paramPrefix);
+    path.pop();
+    if (problem) return problem;
+  }
+  return undefined;
+}
+
 export function parseOrThrow<Schema extends ZodTypeAny>(schema: Schema, input: unknown, paramPrefix = ''): z.output<Schema> {
+  const problem = scanInput(input, [], paramPrefix);
+  if (problem) throw problem;
   const result = schema.safeParse(input);
   if (result.success) return result.data;
   const issue = result.error.issues[0];

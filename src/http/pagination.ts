@@ -4,5 +4,10 @@ import type { PageRequest } from '../storage/repositories.js';
 
 /** limit/order/after/before from a query string, validated as OpenAI does. */
 export function pageFromQuery(query: unknown, schema = listQuerySchema): PageRequest & Record<string, unknown> {
-  return parseOrThrow(schema, query ?? {});
+  const values = { ...(query as Record<string, unknown> | undefined) };
+  // Query strings are text; a numeric limit is judged as the number it spells.
+  if (typeof values.limit === 'string' && values.limit.trim() !== '' && Number.isFinite(Number(values.limit))) {
+    values.limit = Number(values.limit);
+  }
+  return parseOrThrow(schema, values);
 }
