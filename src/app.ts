@@ -72,8 +72,15 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     void reply.code(error.statusCode).send(error.toJSON());
   });
 
+  // Once shutdown starts, responses still in flight close their connections, so a keep-alive
+  // client cannot hold the process open until its idle timeout.
+  let closing = false;
+  app.addHook('preClose', async () => {
+    closing = true;
+  });
   app.addHook('onSend', async (request, reply) => {
     reply.header('x-request-id', request.id);
+    if (closing) reply.header('connection', 'close');
   });
 
   const routes = new Set<string>();

@@ -35,8 +35,8 @@ async function serve(argv: string[]) {
     process.stdout.write(`${USAGE}\n`);
     return;
   }
-  const port = values.port === undefined ? 4000 : Number(values.port);
-  if (!Number.isInteger(port) || port < 0 || port > 65535) fail(`--port must be an integer from 0 to 65535, got '${values.port}'`);
+  const port = values.port === undefined ? 4000 : /^\d{1,5}$/.test(values.port) ? Number(values.port) : NaN;
+  if (!(port >= 0 && port <= 65535)) fail(`--port must be an integer from 0 to 65535, got '${values.port}'`);
 
   const config = loadConfig(values.config);
   const log = (line: string) => process.stdout.write(`assistd: ${line}\n`);
@@ -52,6 +52,14 @@ async function serve(argv: string[]) {
   }
   const dataDir = resolve(values['data-dir'] ?? process.env.ASSISTD_DATA_DIR ?? '.assistd');
 
+  // Signals are handled from here on: one arriving during start-up stops the server as soon as it is up.
+  let stopRequested: string | undefined;
+  let stop = (signal: string) => {
+    stopRequested ??= signal;
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+
   const server = await startServer({ config, dataDir, port, host, logger: { level: process.env.ASSISTD_LOG_LEVEL ?? 'warn' } });
   log(`listening on ${server.url} (bound to ${host})`);
   log(`storage: ${server.storage.description}`);
@@ -61,7 +69,7 @@ async function serve(argv: string[]) {
   }
 
   let stopping = false;
-  const stop = (signal: string) => {
+  stop = (signal: string) => {
     if (stopping) return;
     stopping = true;
     log(`${signal} received, finishing in-flight requests`);
@@ -76,8 +84,7 @@ async function serve(argv: string[]) {
         process.exit(1);
       });
   };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
+  if (stopRequested) stop(stopRequested);
 }
 
 async function main(argv: string[]) {
@@ -93,7 +100,7 @@ async function main(argv: string[]) {
 main(process.argv.slice(2)).catch((error: unknown) => {
   if (error instanceof ConfigError) fail(`config error: ${error.message}`);
   if (error instanceof DataDirLockedError) fail(error.message);
-  if ((error as { code?: string }).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') fail(`${(error as Error).message}\n${USAGE}`);
+  if (String((error as { code?: string }).code).startsWith('ERR_PARSE_ARGS')) fail(`${(error as Error).message}\n${USAGE}`);
   if ((error as { code?: string }).code === 'EADDRINUSE') fail(`cannot listen: ${(error as Error).message}`);
   fail(`failed to start: ${(error as Error).stack ?? String(error)}`);
 });

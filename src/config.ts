@@ -106,6 +106,7 @@ function parseModelList(value: unknown, ignored: string[]): ModelDeployment[] {
     const slash = target.indexOf('/');
     const provider = slash > 0 ? target.slice(0, slash) : 'openai';
     const model = slash > 0 ? target.slice(slash + 1) : target;
+    if (model === '') throw new ConfigError(`${path}.litellm_params.model`, `names no model after the provider prefix: "${target}"`);
     return {
       modelName,
       provider,
@@ -122,15 +123,15 @@ function parseModelList(value: unknown, ignored: string[]): ModelDeployment[] {
 export function parseConfig(document: unknown, env: Env = process.env, source: string | null = null): Config {
   if (document === undefined || document === null) document = {};
   if (!isRecord(document)) throw new ConfigError('', 'the config file must be a YAML mapping');
-  const resolved = resolveSecrets(document, '', env) as Record<string, unknown>;
   const ignoredKeys: string[] = [];
-
-  for (const key of Object.keys(resolved)) {
+  for (const key of Object.keys(document)) {
     if (key !== 'model_list' && key !== 'general_settings') ignoredKeys.push(key);
   }
-  const modelList = parseModelList(resolved.model_list, ignoredKeys);
+  // Secrets are resolved only in the sections assistd reads: an unset variable named by an
+  // ignored LiteLLM setting must not stop the start.
+  const modelList = parseModelList(resolveSecrets(document.model_list, 'model_list', env), ignoredKeys);
 
-  const general = resolved.general_settings ?? {};
+  const general = resolveSecrets(document.general_settings ?? {}, 'general_settings', env);
   if (!isRecord(general)) throw new ConfigError('general_settings', 'expected a mapping');
   for (const key of Object.keys(general)) {
     if (!USED_GENERAL_SETTINGS.has(key)) ignoredKeys.push(`general_settings.${key}`);

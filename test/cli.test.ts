@@ -493,7 +493,11 @@ router_settings:
       const cli = new Cli(['serve', '--port=', '--data-dir', dir]);
       const outcome = await Promise.race([
         cli.waitExit().then((exit) => ({ exit })),
-        cli.waitFor(LISTENING).then(() => ({ exit: null })),
+        // waitFor rejects when the process exits first; the exit branch then decides
+        cli.waitFor(LISTENING).then(
+          () => ({ exit: null }),
+          () => new Promise<never>(() => {}),
+        ),
       ]);
       if (outcome.exit === null) await cli.stop();
       assert.ok(outcome.exit !== null && outcome.exit.code !== 0, `assistd started on an empty --port:\n${cli.describe()}`);

@@ -1,4 +1,4 @@
-import { linkSync, readFileSync, renameSync, unlinkSync, mkdirSync, writeFileSync } from 'node:fs';
+import { linkSync, readFileSync, statSync, unlinkSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { hostname } from 'node:os';
 
@@ -16,6 +16,51 @@ export class DataDirLockedError extends Error {
 }
 
 const heldHere = new Set<string>();
+const TAKEOVER_STALE_MS = 10_000;
+
+function readOwner(lockPath: string): number | undefined {
+  try {
+    const pid = Number((JSON.parse(readFileSync(lockPath, 'utf8')) as { pid?: unknown }).pid);
+    return Number.isInteger(pid) ? pid : undefined;
+  } catch {
+    return undefined; // unreadable or gone: treated as stale
+  }
+}
+
+/**
+ * Removes a dead owner's lock. Contenders serialise on a second, exclusive "takeover" file and
+ * re-read the owner inside it, so a lock another contender has just taken is never removed as stale.
+ */
+function removeStaleLock(dataDir: string, lockPath: string, staleOwner: number | undefined) {
+  const takeoverPath = `${lockPath}.takeover`;
+  const privatePath = `${takeoverPath}.${process.pid}.tmp`;
+  writeFileSync(privatePath, String(process.pid));
+  try {
+    linkSync(privatePath, takeoverPath);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    // A contender that died mid-takeover leaves the file behind; it is old by then.
+    try {
+      if (Date.now() - statSync(takeoverPath).mtimeMs > TAKEOVER_STALE_MS) unlinkSync(takeoverPath);
+    } catch {
+      // gone already
+    }
+    throw new DataDirLockedError(dataDir, staleOwner ?? 0);
+  } finally {
+    unlinkSync(privatePath);
+  }
+  try {
+    if (readOwner(lockPath) === staleOwner) {
+      try {
+        unlinkSync(lockPath);
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+      }
+    }
+  } finally {
+    unlinkSync(takeoverPath);
+  }
+}
 
 function processAlive(pid: number): boolean {
   try {
@@ -28,8 +73,8 @@ function processAlive(pid: number): boolean {
 
 /**
  * Takes the data dir's lock file. It is written whole under a private name and then hard-linked into
- * place, which fails if the lock exists, so a reader never sees a half-written lock. A lock left by a dead process
- * is moved aside by rename, which only one contender can win, then taken again exclusively.
+ * place, which fails if the lock exists, so a reader never sees a half-written lock. A lock left by a
+ * dead process is removed under the takeover file, then taken again exclusively.
  * Returns the release function.
  */
 export function lockDataDir(dataDir: string): () => void {
@@ -60,21 +105,11 @@ export function lockDataDir(dataDir: string): () => void {
       unlinkSync(privatePath);
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
     }
-    let owner = NaN;
-    try {
-      owner = Number((JSON.parse(readFileSync(lockPath, 'utf8')) as { pid?: unknown }).pid);
-    } catch {
-      // unreadable: treated as stale
-    }
-    if (Number.isInteger(owner) && owner !== process.pid && processAlive(owner)) {
+    const owner = readOwner(lockPath);
+    if (owner !== undefined && owner !== process.pid && processAlive(owner)) {
       throw new DataDirLockedError(dataDir, owner);
     }
-    try {
-      renameSync(lockPath, `${lockPath}.stale-${process.pid}`);
-      unlinkSync(`${lockPath}.stale-${process.pid}`);
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
-    }
+    removeStaleLock(dataDir, lockPath, owner);
   }
   throw new Error(`could not take the lock on data dir ${dataDir}`);
 }
