@@ -23,7 +23,7 @@
  * BENCH_CONNECTIONS (default "1,32"), DATABASE_URL (adds the PostgreSQL backend).
  */
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, mkdirSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, mkdirSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { availableParallelism, cpus, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -115,6 +115,16 @@ const STOP_TIMEOUT_MS = 15_000;
 const CLI = fileURLToPath(new URL('../src/cli.js', import.meta.url));
 const MASTER_KEY = `sk-bench-${randomBytes(12).toString('hex')}`;
 const AUTH = { authorization: `Bearer ${MASTER_KEY}` };
+/**
+ * Assistants must name a configured model. The benchmark never creates a run, so this deployment is
+ * never called; its api_base is a closed local port all the same, so nothing could leave the machine.
+ */
+const MODEL = 'bench-model';
+const CONFIG = {
+  model_list: [
+    { model_name: MODEL, litellm_params: { model: `openai/${MODEL}`, api_base: 'http://127.0.0.1:9/v1', api_key: 'sk-bench-unused' } },
+  ],
+};
 
 type Backend = 'pglite' | 'postgres';
 const databaseUrl = process.env.DATABASE_URL || undefined;
@@ -190,6 +200,18 @@ function hostCpuSeconds(): { busy: number; total: number } | undefined {
   }
 }
 
+/** The commit the server was built from, marked dirty when src/ has uncommitted changes. */
+function sourceRevision(): string {
+  try {
+    const root = fileURLToPath(new URL('../..', import.meta.url));
+    const commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    const dirty = execFileSync('git', ['status', '--porcelain', '--', 'src'], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+    return dirty.trim() === '' ? commit : `${commit}+dirty src`;
+  } catch {
+    return 'unknown';
+  }
+}
+
 // ---- the server child
 
 interface ServerChild {
@@ -200,11 +222,16 @@ interface ServerChild {
 }
 
 async function startServer(backend: Backend, childDatabaseUrl: string | undefined): Promise<ServerChild> {
-  const dataDir = mkdtempSync(join(tmpdir(), `assistd-bench-${backend}-`));
-  cleanups.push(async () => rmSync(dataDir, { recursive: true, force: true }));
+  const workDir = mkdtempSync(join(tmpdir(), `assistd-bench-${backend}-`));
+  cleanups.push(async () => rmSync(workDir, { recursive: true, force: true }));
+  const dataDir = join(workDir, 'data');
+  const configFile = join(workDir, 'config.yaml');
+  writeFileSync(configFile, JSON.stringify(CONFIG, null, 2)); // JSON is YAML
   const env: NodeJS.ProcessEnv = { ...process.env, ASSISTD_MASTER_KEY: MASTER_KEY };
   delete env.DATABASE_URL;
   delete env.ASSISTD_DATA_DIR;
+  // Only the configured deployment: no provider picked up from the bench's own environment.
+  for (const name of Object.keys(env)) if (/_API_(KEY|BASE)$/.test(name)) delete env[name];
   if (childDatabaseUrl) env.DATABASE_URL = childDatabaseUrl;
   const nodeArgs: string[] = [];
   if (flags['cpu-prof']) {
@@ -212,7 +239,7 @@ async function startServer(backend: Backend, childDatabaseUrl: string | undefine
     mkdirSync(dir, { recursive: true });
     nodeArgs.push('--cpu-prof', `--cpu-prof-dir=${dir}`, `--cpu-prof-name=server-${backend}-${process.pid}.cpuprofile`);
   }
-  const child = spawn(process.execPath, [...nodeArgs, CLI, 'serve', '--port', '0', '--host', HOST, '--data-dir', dataDir], {
+  const child = spawn(process.execPath, [...nodeArgs, CLI, 'serve', '--config', configFile, '--port', '0', '--host', HOST, '--data-dir', dataDir], {
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -316,7 +343,7 @@ interface Fixtures {
 
 async function prepareFixtures(base: string): Promise<Fixtures> {
   const assistant = await api<{ id: string }>(base, 'POST', '/v1/assistants', {
-    model: 'gpt-4o-mini',
+    model: MODEL,
     name: 'bench assistant',
     instructions: 'You answer questions about the benchmark.',
     tools: [{ type: 'code_interpreter' }],
@@ -519,6 +546,7 @@ function table(rows: CaseResult[]): string {
 
 async function main(): Promise<number> {
   const environment = {
+    revision: sourceRevision(),
     node: process.version,
     platform: `${process.platform}/${process.arch}`,
     cpus: availableParallelism(),
@@ -571,7 +599,7 @@ async function main(): Promise<number> {
     process.stdout.write(`${JSON.stringify({ environment, results, failures }, null, 2)}\n`);
   } else {
     const lines = [
-      `assistd CRUD benchmark: node ${environment.node} on ${environment.platform}, ${environment.cpus} CPUs (${environment.cpuModel})`,
+      `assistd CRUD benchmark (${environment.revision}): node ${environment.node} on ${environment.platform}, ${environment.cpus} CPUs (${environment.cpuModel})`,
       `${SECONDS} s per case after ${WARMUP_SECONDS} s warm-up; keep-alive, pipelining 1, 127.0.0.1; list thread holds ${LIST_THREAD_MESSAGES} messages` +
         (environment.postgres
           ? `; PostgreSQL ${environment.postgres}`

@@ -7,9 +7,13 @@ import { openApiDocument } from './http/openapi.js';
 import { assistantRoutes } from './http/routes/assistants.js';
 import { messageRoutes } from './http/routes/messages.js';
 import { threadRoutes } from './http/routes/threads.js';
+import { runRoutes } from './http/routes/runs.js';
+import type { RunService } from './engine/run-service.js';
 
 export interface AppOptions {
   storage: Storage;
+  runs: RunService;
+  pollAfterMs: number;
   masterKey: string | null;
   maxRequestBytes: number;
   /** pino options, or false for silence (tests). */
@@ -106,9 +110,10 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
         if (name.endsWith('_id') && !ID_PATTERN.test(value)) throw notFound(name.slice(0, -3).replace('_', ' '), value);
       }
     });
-    assistantRoutes(scope, options.storage);
+    assistantRoutes(scope, options.storage, (model) => options.runs.assertModelRoutes(model));
     threadRoutes(scope, options.storage);
     messageRoutes(scope, options.storage);
+    runRoutes(scope, options.storage, options.runs, options.pollAfterMs);
   };
   // LiteLLM's proxy serves every route with and without the /v1 prefix; so do we.
   await app.register(api, { prefix: API_PREFIX });

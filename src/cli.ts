@@ -63,10 +63,10 @@ async function serve(argv: string[]) {
   const server = await startServer({ config, dataDir, port, host, logger: { level: process.env.ASSISTD_LOG_LEVEL ?? 'warn' } });
   log(`listening on ${server.url} (bound to ${host})`);
   log(`storage: ${server.storage.description}`);
-  if (config.modelList.length === 0) log('models: none configured (model_list is empty)');
-  for (const deployment of config.modelList) {
-    log(`model: ${deployment.modelName} -> ${deployment.provider}/${deployment.model}${deployment.apiBase ? ` at ${deployment.apiBase}` : ''}`);
-  }
+  const routes = server.models.describe();
+  if (routes.length === 0) log('models: none configured (no model_list, no OPENAI_API_KEY)');
+  for (const route of routes) log(`model: ${route}`);
+  for (const warning of server.models.warnings) warn(warning);
 
   let stopping = false;
   stop = (signal: string) => {

@@ -20,9 +20,55 @@ export interface Config {
   masterKey: string | null;
   databaseUrl: string | null;
   maxRequestBytes: number;
+  settings: AssistdSettings;
   /** Config keys that were read but are not used, by key path. */
   ignoredKeys: string[];
   source: string | null;
+}
+
+/** assistd's own knobs (`assistd_settings:`), each with a default. */
+export interface AssistdSettings {
+  /** How long a run may wait in requires_action before it expires. */
+  runExpirySeconds: number;
+  /** Sent as `openai-poll-after-ms` on run reads: how soon the SDKs' pollers ask again. */
+  pollAfterMs: number;
+  /** Upstream model calls: no response headers (or no chunk mid-stream) within this → retry. */
+  modelTimeoutSeconds: number;
+  /** Retries of a retryable upstream failure before the run fails. */
+  modelMaxRetries: number;
+}
+
+const SETTINGS_DEFAULTS: AssistdSettings = {
+  runExpirySeconds: 600,
+  pollAfterMs: 25,
+  modelTimeoutSeconds: 120,
+  modelMaxRetries: 3,
+};
+
+const SETTING_KEYS: Record<string, keyof AssistdSettings> = {
+  run_expiry_seconds: 'runExpirySeconds',
+  poll_after_ms: 'pollAfterMs',
+  model_timeout_seconds: 'modelTimeoutSeconds',
+  model_max_retries: 'modelMaxRetries',
+};
+
+function parseSettings(value: unknown, ignored: string[]): AssistdSettings {
+  const settings = { ...SETTINGS_DEFAULTS };
+  if (value === undefined || value === null) return settings;
+  if (!isRecord(value)) throw new ConfigError('assistd_settings', 'expected a mapping');
+  for (const [key, raw] of Object.entries(value)) {
+    const field = SETTING_KEYS[key];
+    if (!field) {
+      ignored.push(`assistd_settings.${key}`);
+      continue;
+    }
+    const number = Number(raw);
+    if (raw === null || raw === '' || !Number.isFinite(number) || number < 0) {
+      throw new ConfigError(`assistd_settings.${key}`, 'expected a non-negative number');
+    }
+    settings[field] = number;
+  }
+  return settings;
 }
 
 export class ConfigError extends Error {
@@ -125,7 +171,7 @@ export function parseConfig(document: unknown, env: Env = process.env, source: s
   if (!isRecord(document)) throw new ConfigError('', 'the config file must be a YAML mapping');
   const ignoredKeys: string[] = [];
   for (const key of Object.keys(document)) {
-    if (key !== 'model_list' && key !== 'general_settings') ignoredKeys.push(key);
+    if (key !== 'model_list' && key !== 'general_settings' && key !== 'assistd_settings') ignoredKeys.push(key);
   }
   // Secrets are resolved only in the sections assistd reads: an unset variable named by an
   // ignored LiteLLM setting must not stop the start.
@@ -153,6 +199,7 @@ export function parseConfig(document: unknown, env: Env = process.env, source: s
     masterKey: masterKey === '' ? null : masterKey,
     databaseUrl,
     maxRequestBytes: Math.floor(maxRequestMb * 1024 * 1024),
+    settings: parseSettings(resolveSecrets(document.assistd_settings, 'assistd_settings', env), ignoredKeys),
     ignoredKeys,
     source,
   };

@@ -2,6 +2,15 @@ import type { FastifyInstance } from 'fastify';
 import { buildApp } from './app.js';
 import type { Config } from './config.js';
 import { openStorage, type Storage } from './storage/index.js';
+import { ModelRegistry } from './providers/registry.js';
+import { RunService } from './engine/run-service.js';
+import { toNewMessage } from './http/content.js';
+import pino from 'pino';
+
+function runLogger(logger: ServerOptions['logger']) {
+  if (!logger) return pino({ enabled: false });
+  return pino({ ...(typeof logger === 'object' ? logger : {}), name: 'runs' });
+}
 
 export interface ServerOptions {
   config: Config;
@@ -11,11 +20,15 @@ export interface ServerOptions {
   logger?: boolean | Record<string, unknown>;
   /** PostgreSQL schema override (tests). */
   schema?: string;
+  /** How long running runs may take to finish at shutdown before they are left for the next start. */
+  shutdownGraceMs?: number;
 }
 
 export interface RunningServer {
   app: FastifyInstance;
   storage: Storage;
+  runs: RunService;
+  models: ModelRegistry;
   url: string;
   close(): Promise<void>;
 }
@@ -27,16 +40,29 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     dataDir: options.dataDir,
     schema: options.schema,
   });
+  const models = new ModelRegistry(options.config.modelList, options.config.settings);
+  const runs = new RunService({
+    storage,
+    models,
+    settings: options.config.settings,
+    log: runLogger(options.logger),
+    toNewMessage,
+  });
   let app: FastifyInstance;
   try {
     app = await buildApp({
       storage,
+      runs,
+      pollAfterMs: options.config.settings.pollAfterMs,
       masterKey: options.config.masterKey,
       maxRequestBytes: options.config.maxRequestBytes,
       logger: options.logger,
     });
     await app.listen({ port: options.port, host: options.host });
+    // An embedded store belongs to this process alone: every unfinished run in it is an orphan.
+    await runs.start({ recoverAll: storage.sql.kind === 'pglite' });
   } catch (error) {
+    await runs.close(0);
     await storage.close();
     throw error;
   }
@@ -47,10 +73,13 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   return {
     app,
     storage,
+    runs,
+    models,
     url: `http://${shownHost.includes(':') ? `[${shownHost}]` : shownHost}:${port}`,
     close() {
       closing ??= (async () => {
-        await app.close();
+        // Streams end when their runs' passes end, so runs are drained alongside the HTTP server.
+        await Promise.all([app.close(), runs.close(options.shutdownGraceMs)]);
         await storage.close();
       })();
       return closing;

@@ -291,6 +291,10 @@ describe('assistd serve (the real CLI in a child process)', { concurrency: 2 }, 
       model: openai/gpt-4o
       api_base: http://127.0.0.1:9/v1
       api_key: os.environ/UPSTREAM_KEY
+  - model_name: llama
+    litellm_params:
+      model: hosted_vllm/meta-llama/Llama-3.1-8B-Instruct
+      api_base: http://127.0.0.1:8000/v1
   - model_name: claude
     litellm_params:
       model: anthropic/claude-3-5-sonnet
@@ -309,9 +313,15 @@ general_settings:
         assert.ok(server.port > 0);
         assert.match(cli.stdout, new RegExp(`^assistd: storage: embedded PGlite in ${escape(dir)}$`, 'm'));
         assert.match(cli.stdout, /^assistd: model: gpt-4o -> openai\/gpt-4o at http:\/\/127\.0\.0\.1:9\/v1$/m);
-        assert.match(cli.stdout, /^assistd: model: claude -> anthropic\/claude-3-5-sonnet$/m);
+        assert.match(cli.stdout, /^assistd: model: llama -> hosted_vllm\/meta-llama\/Llama-3.1-8B-Instruct at http:\/\/127\.0\.0\.1:8000\/v1$/m);
+        // A provider that is not served yet is named in a warning, not silently routed.
+        assert.match(cli.stderr, /model_list\[2\] \(claude\): provider 'anthropic' is not supported yet/);
         assert.doesNotMatch(cli.stdout, /models: none configured/);
-        assert.deepEqual(warningLines(cli), [], 'no warnings with a master key and only known keys');
+        assert.deepEqual(
+          warningLines(cli),
+          ["assistd: warning: model_list[2] (claude): provider 'anthropic' is not supported yet; requests for it get 400"],
+          'with a master key and only known keys, the one warning is the unsupported provider',
+        );
 
         const health = await call(server.url, 'GET', '/health');
         assert.equal(health.status, 200);
@@ -464,7 +474,7 @@ router_settings:
           assert.ok(warnings[0]!.includes(key), `warning should list ${key}: ${warnings[0]}`);
         }
         assert.equal(cli.stderr.trim().split('\n').length, 1, `nothing else on stderr:\n${cli.stderr}`);
-        assert.match(cli.stdout, /^assistd: model: gpt-4o -> openai\/gpt-4o$/m);
+        assert.match(cli.stdout, /^assistd: model: gpt-4o -> openai\/gpt-4o at https:\/\/api\.openai\.com\/v1$/m);
         assert.equal((await call(url, 'GET', '/health')).status, 200);
       } finally {
         await cli.stop();

@@ -679,15 +679,21 @@ describe('unknown ids and routes', () => {
       ['GET', '/v1/files'],
       ['POST', '/v1/vector_stores'],
       ['GET', '/v1/vector_stores/vs_1'],
-      ['POST', `/v1/threads/${threadId}/runs`],
-      ['GET', `/v1/threads/${threadId}/runs`],
+      ['POST', `/v1/threads/${threadId}/runs/run_1/steps`],
+      ['DELETE', `/v1/threads/${threadId}/runs/run_1`],
     ] as const) {
       assertError(await call(method, path, method === 'POST' ? { body: {} } : {}), 404, errorBody(`Invalid URL (${method} ${path})`));
     }
-    // POST /threads/runs (create thread and run) is shadowed by POST /threads/{thread_id}: still a 404.
+    // POST /threads/runs is create-thread-and-run, not "modify thread 'runs'".
     const runs = await call('POST', '/v1/threads/runs', { body: {} });
-    assert.equal(runs.status, 404);
-    assertErrorShape(runs);
+    assertError(runs, 400, {
+      error: {
+        message: "Missing required parameter: 'assistant_id'.",
+        type: 'invalid_request_error',
+        param: 'assistant_id',
+        code: 'missing_required_parameter',
+      },
+    });
   });
 
   test('a malformed percent-encoding in the URL gets an error in the OpenAI shape', async () => {
@@ -864,9 +870,16 @@ describe('public endpoints', () => {
       '/threads/{thread_id}': ['delete', 'get', 'post'],
       '/threads/{thread_id}/messages': ['get', 'post'],
       '/threads/{thread_id}/messages/{message_id}': ['delete', 'get', 'post'],
+      '/threads/runs': ['post'],
+      '/threads/{thread_id}/runs': ['get', 'post'],
+      '/threads/{thread_id}/runs/{run_id}': ['get', 'post'],
+      '/threads/{thread_id}/runs/{run_id}/cancel': ['post'],
+      '/threads/{thread_id}/runs/{run_id}/submit_tool_outputs': ['post'],
+      '/threads/{thread_id}/runs/{run_id}/steps': ['get'],
+      '/threads/{thread_id}/runs/{run_id}/steps/{step_id}': ['get'],
     });
     for (const path of Object.keys(document.paths)) {
-      assert.ok(!path.startsWith('/files') && !path.startsWith('/vector_stores') && !path.includes('/runs'), path);
+      assert.ok(!path.startsWith('/files') && !path.startsWith('/vector_stores'), path);
     }
     // The operations are the spec's own, not stubs.
     assert.equal(document.paths['/assistants'].post.operationId, 'createAssistant');

@@ -56,3 +56,86 @@ export interface DeletedObject {
   object: string;
   deleted: true;
 }
+
+export type RunStatus =
+  | 'queued'
+  | 'in_progress'
+  | 'requires_action'
+  | 'cancelling'
+  | 'cancelled'
+  | 'failed'
+  | 'completed'
+  | 'incomplete'
+  | 'expired';
+
+export interface RunError {
+  code: 'server_error' | 'rate_limit_exceeded' | 'invalid_prompt';
+  message: string;
+}
+
+export interface RequiredToolCall {
+  id: string;
+  type: 'function';
+  function: { name: string; arguments: string };
+}
+
+export interface RunObject {
+  id: string;
+  object: 'thread.run';
+  created_at: number;
+  assistant_id: string;
+  thread_id: string;
+  status: RunStatus;
+  started_at: number | null;
+  expires_at: number | null;
+  cancelled_at: number | null;
+  failed_at: number | null;
+  completed_at: number | null;
+  required_action: { type: 'submit_tool_outputs'; submit_tool_outputs: { tool_calls: RequiredToolCall[] } } | null;
+  last_error: RunError | null;
+  model: string;
+  instructions: string | null;
+  tools: unknown[];
+  metadata: Metadata;
+  temperature: number | null;
+  top_p: number | null;
+  max_completion_tokens: number | null;
+  max_prompt_tokens: number | null;
+  truncation_strategy: { type: 'auto' | 'last_messages'; last_messages: number | null };
+  incomplete_details: { reason: 'max_completion_tokens' | 'max_prompt_tokens' } | null;
+  usage: { prompt_tokens: number; completion_tokens: number; total_tokens: number } | null;
+  response_format: unknown;
+  tool_choice: unknown;
+  parallel_tool_calls: boolean;
+}
+
+export type StepStatus = 'in_progress' | 'cancelled' | 'failed' | 'completed' | 'expired';
+
+export interface FunctionToolCall {
+  id: string;
+  type: 'function';
+  function: { name: string; arguments: string; output: string | null };
+}
+
+export type StepDetails =
+  | { type: 'message_creation'; message_creation: { message_id: string } }
+  | { type: 'tool_calls'; tool_calls: FunctionToolCall[] };
+
+export interface RunStepObject {
+  id: string;
+  object: 'thread.run.step';
+  created_at: number;
+  run_id: string;
+  assistant_id: string;
+  thread_id: string;
+  type: 'message_creation' | 'tool_calls';
+  status: StepStatus;
+  cancelled_at: number | null;
+  completed_at: number | null;
+  expired_at: number | null;
+  failed_at: number | null;
+  last_error: RunError | null;
+  step_details: StepDetails;
+  usage: { prompt_tokens: number; completion_tokens: number; total_tokens: number } | null;
+  metadata: Metadata;
+}

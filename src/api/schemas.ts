@@ -226,3 +226,66 @@ export const listQuerySchema = z.object({
 export type ListQuery = z.infer<typeof listQuerySchema>;
 
 export const listMessagesQuerySchema = listQuerySchema.extend({ run_id: idSchema.optional() });
+
+const truncationStrategySchema = z
+  .object({
+    type: z.enum(['auto', 'last_messages']),
+    last_messages: z.number().int().min(1).nullable().optional(),
+  })
+  .strict();
+
+const toolChoiceSchema = z.union([
+  z.enum(['none', 'auto', 'required']),
+  z
+    .object({
+      type: z.enum(['function', 'code_interpreter', 'file_search']),
+      function: z.object({ name: z.string() }).strict().optional(),
+    })
+    .strict(),
+]);
+
+const runFields = {
+  model: z.string().min(1).nullable().optional(),
+  reasoning_effort: reasoningEffort.optional(),
+  instructions: z.string().max(256_000).nullable().optional(),
+  tools: toolsSchema.nullable().optional(),
+  metadata: metadataSchema.optional(),
+  temperature: temperature.optional(),
+  top_p: topP.optional(),
+  stream: z.boolean().nullable().optional(),
+  max_prompt_tokens: z.number().int().min(1).nullable().optional(),
+  max_completion_tokens: z.number().int().min(1).nullable().optional(),
+  truncation_strategy: truncationStrategySchema.nullable().optional(),
+  tool_choice: toolChoiceSchema.nullable().optional(),
+  parallel_tool_calls: z.boolean().optional(),
+  response_format: responseFormatSchema.nullable().optional(),
+};
+
+export const createRunSchema = z
+  .object({
+    assistant_id: z.string().min(1),
+    additional_instructions: z.string().max(256_000).nullable().optional(),
+    additional_messages: z.array(createMessageSchema).nullable().optional(),
+    ...runFields,
+  })
+  .strict();
+export type CreateRun = z.infer<typeof createRunSchema>;
+
+export const createThreadAndRunSchema = z
+  .object({
+    assistant_id: z.string().min(1),
+    thread: createThreadSchema.optional(),
+    tool_resources: toolResourcesSchema.optional(),
+    ...runFields,
+  })
+  .strict();
+export type CreateThreadAndRun = z.infer<typeof createThreadAndRunSchema>;
+
+export const modifyRunSchema = z.object({ metadata: metadataSchema.optional() }).strict();
+
+export const submitToolOutputsSchema = z
+  .object({
+    tool_outputs: z.array(z.object({ tool_call_id: z.string().min(1), output: z.string().optional() }).strict()),
+    stream: z.boolean().nullable().optional(),
+  })
+  .strict();

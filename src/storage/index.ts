@@ -2,6 +2,7 @@ import { lockDataDir } from './lock.js';
 import { migrate } from './migrations.js';
 import { openPglite, postgresClient, type SqlClient } from './sql.js';
 import { Repositories } from './repositories.js';
+import { RunRepository } from './runs.js';
 
 export interface StorageOptions {
   /** A PostgreSQL server; when absent, embedded PGlite under `dataDir`. */
@@ -14,6 +15,7 @@ export interface StorageOptions {
 
 export interface Storage extends Repositories {
   readonly sql: SqlClient;
+  readonly runs: RunRepository;
   /** Where the data lives, for the start-up banner; never includes a password. */
   readonly description: string;
   close(): Promise<void>;
@@ -68,6 +70,7 @@ export async function openStorage(options: StorageOptions): Promise<Storage> {
   const repositories = new Repositories(sql);
   return Object.assign(repositories, {
     sql,
+    runs: new RunRepository(sql),
     description,
     async close() {
       await sql.close();

@@ -55,6 +55,75 @@ export const MIGRATIONS: Migration[] = [
       CREATE INDEX messages_run ON messages (run_id) WHERE run_id IS NOT NULL;
     `,
   },
+  {
+    version: 2,
+    name: 'runs and run steps',
+    sql: `
+      CREATE TABLE runs (
+        id text PRIMARY KEY,
+        seq bigint GENERATED ALWAYS AS IDENTITY UNIQUE,
+        thread_id text NOT NULL REFERENCES threads (id) ON DELETE CASCADE,
+        assistant_id text NOT NULL,
+        created_at bigint NOT NULL,
+        status text NOT NULL,
+        started_at bigint,
+        expires_at bigint,
+        cancelled_at bigint,
+        failed_at bigint,
+        completed_at bigint,
+        required_action jsonb,
+        last_error jsonb,
+        model text NOT NULL,
+        instructions text,
+        additional_instructions text,
+        tools jsonb NOT NULL,
+        metadata jsonb NOT NULL,
+        temperature double precision,
+        top_p double precision,
+        max_completion_tokens integer,
+        max_prompt_tokens integer,
+        truncation_strategy jsonb NOT NULL,
+        incomplete_details jsonb,
+        usage jsonb,
+        response_format jsonb,
+        tool_choice jsonb NOT NULL,
+        parallel_tool_calls boolean NOT NULL,
+        reasoning_effort text,
+        -- execution bookkeeping, never on the wire: which process holds the run, until when (ms)
+        locked_by text,
+        locked_until bigint
+      );
+      CREATE INDEX runs_thread_seq ON runs (thread_id, seq);
+      -- One active run per thread, enforced by the database itself.
+      CREATE UNIQUE INDEX runs_one_active_per_thread ON runs (thread_id)
+        WHERE status IN ('queued', 'in_progress', 'requires_action', 'cancelling');
+      CREATE INDEX runs_unfinished ON runs (status, locked_until)
+        WHERE status IN ('queued', 'in_progress', 'requires_action', 'cancelling');
+
+      CREATE TABLE run_steps (
+        id text PRIMARY KEY,
+        seq bigint GENERATED ALWAYS AS IDENTITY UNIQUE,
+        run_id text NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        thread_id text NOT NULL,
+        assistant_id text NOT NULL,
+        created_at bigint NOT NULL,
+        type text NOT NULL,
+        status text NOT NULL,
+        step_details jsonb NOT NULL,
+        last_error jsonb,
+        expired_at bigint,
+        cancelled_at bigint,
+        failed_at bigint,
+        completed_at bigint,
+        metadata jsonb NOT NULL DEFAULT '{}',
+        usage jsonb,
+        -- which model call of the run produced the step: a message and tool calls from one call
+        -- are one assistant turn when the prompt is rebuilt
+        turn integer NOT NULL
+      );
+      CREATE INDEX run_steps_run_seq ON run_steps (run_id, seq);
+    `,
+  },
 ];
 
 // Any fixed 64-bit number: the lock is shared by every assistd process on the database.

@@ -30,7 +30,7 @@ const json = (value: unknown) => (value === undefined || value === null ? null :
  * insertion sequence, not `created_at`, so pages stay exact when many rows share a second. `before`
  * alone reads backwards from the cursor and returns the page in the requested order.
  */
-async function listPage<Row extends { id: string }>(
+export async function listPage<Row extends { id: string }>(
   sql: SqlClient,
   table: string,
   columns: string,
@@ -203,13 +203,24 @@ export class Repositories {
 
   // ---- messages
 
-  async createMessage(threadId: string, message: NewMessage): Promise<MessageObject> {
+  /**
+   * Adds a message to a thread. With `unlessRunActive`, nothing is written while the thread has an
+   * active run (the result is then undefined): the check and the insert are one statement.
+   */
+  async createMessage(threadId: string, message: NewMessage): Promise<MessageObject>;
+  async createMessage(threadId: string, message: NewMessage, unlessRunActive: true): Promise<MessageObject | undefined>;
+  async createMessage(threadId: string, message: NewMessage, unlessRunActive = false): Promise<MessageObject | undefined> {
     const now = nowSeconds();
     const status = message.status ?? 'completed';
+    const guard = unlessRunActive
+      ? `WHERE NOT EXISTS (SELECT 1 FROM runs WHERE runs.thread_id = $2
+           AND runs.status IN ('queued', 'in_progress', 'requires_action', 'cancelling'))`
+      : '';
     const { rows } = await this.sql.query<MessageObject>(
       `INSERT INTO messages (id, thread_id, created_at, status, completed_at, role, content, assistant_id, run_id,
          attachments, metadata)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+       SELECT $1::text, $2::text, $3::bigint, $4::text, $5::bigint, $6::text, $7::jsonb, $8::text, $9::text, $10::jsonb, $11::jsonb
+       ${guard}
        RETURNING ${MESSAGE_COLUMNS}`,
       [
         newId('message'),
@@ -225,7 +236,7 @@ export class Repositories {
         json(message.metadata),
       ],
     );
-    return rows[0]!;
+    return rows[0];
   }
 
   async getMessage(threadId: string, id: string): Promise<MessageObject | undefined> {

@@ -17,11 +17,24 @@ export const TEST_KEY = 'sk-test-master-key';
 
 /** A real listening server on an ephemeral port, with its own fresh storage. */
 export async function startTestServer(
-  options: { backend?: Backend; masterKey?: string | null; config?: Record<string, unknown> } = {},
+  options: {
+    backend?: Backend;
+    masterKey?: string | null;
+    config?: Record<string, unknown>;
+    /** Base URL every model name routes to (a fake model); without one, models route to a closed port. */
+    modelUrl?: string;
+    shutdownGraceMs?: number;
+  } = {},
 ): Promise<TestServer> {
   const backend = options.backend ?? E2E_BACKEND;
   const masterKey = options.masterKey === undefined ? TEST_KEY : options.masterKey;
   const document = {
+    model_list: [
+      {
+        model_name: '*',
+        litellm_params: { model: 'openai/*', api_base: options.modelUrl ?? 'http://127.0.0.1:9/v1', api_key: 'sk-fake-upstream' },
+      },
+    ],
     ...options.config,
     general_settings: {
       ...(options.config?.general_settings as object | undefined),
@@ -38,6 +51,7 @@ export async function startTestServer(
     port: 0,
     host: '127.0.0.1',
     schema: backend === 'postgres' ? freshSchema() : undefined,
+    shutdownGraceMs: options.shutdownGraceMs ?? 0,
   });
   const apiKey = masterKey ?? 'unused';
   const baseURL = `${server.url}/v1`;

@@ -16,10 +16,11 @@ export function rejectUnsupportedResources(body: { tool_resources?: { file_searc
   }
 }
 
-export function assistantRoutes(app: FastifyInstance, storage: Storage) {
+export function assistantRoutes(app: FastifyInstance, storage: Storage, assertModelRoutes: (model: string) => void) {
   app.post('/assistants', async (request) => {
     const body = parseOrThrow(createAssistantSchema, request.body);
     rejectUnsupportedResources(body);
+    assertModelRoutes(body.model);
     return storage.createAssistant(body);
   });
 
@@ -34,6 +35,7 @@ export function assistantRoutes(app: FastifyInstance, storage: Storage) {
     const id = request.params.assistant_id;
     const changes = parseOrThrow(modifyAssistantSchema, request.body);
     rejectUnsupportedResources(changes);
+    if (changes.model !== undefined) assertModelRoutes(changes.model);
     return (await storage.modifyAssistant(id, changes)) ?? Promise.reject(notFound('assistant', id));
   });
 

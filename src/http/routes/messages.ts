@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { createMessageSchema, listMessagesQuerySchema, modifyMessageSchema } from '../../api/schemas.js';
 import { parseOrThrow } from '../../api/validation.js';
-import { notFound } from '../../errors.js';
+import { invalidRequest, notFound } from '../../errors.js';
 import type { Storage } from '../../storage/index.js';
 import { toNewMessage } from '../content.js';
 import { pageFromQuery } from '../pagination.js';
@@ -16,8 +16,12 @@ export function messageRoutes(app: FastifyInstance, storage: Storage) {
     const threadId = request.params.thread_id;
     const body = parseOrThrow(createMessageSchema, request.body);
     try {
-      // The thread's existence is checked by the foreign key: one round trip on the hot path.
-      return await storage.createMessage(threadId, toNewMessage(body));
+      // The thread's existence is checked by the foreign key, the active run by the insert's
+      // guard: one round trip on the hot path.
+      const message = await storage.createMessage(threadId, toNewMessage(body), true);
+      if (message) return message;
+      const runId = await storage.runs.activeRunId(threadId);
+      throw invalidRequest(`Can't add messages to ${threadId} while a run ${runId ?? ''} is active.`.replace('  ', ' '));
     } catch (error) {
       if ((error as { code?: string }).code === FOREIGN_KEY_VIOLATION) throw notFound('thread', threadId);
       throw error;

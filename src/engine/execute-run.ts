@@ -1,0 +1,447 @@
+import type {
+  FunctionToolCall,
+  MessageObject,
+  RunError,
+  RunObject,
+  RunStepObject,
+} from '../api/objects.js';
+import type { AssistdSettings } from '../config.js';
+import { newId, nowSeconds } from '../ids.js';
+import type { ModelRegistry } from '../providers/registry.js';
+import { ProviderError, type ChatTool, type ChatToolChoice, type LanguageModel, type ModelRequest, type Usage } from '../providers/types.js';
+import type { Storage } from '../storage/index.js';
+import type { SqlClient } from '../storage/sql.js';
+import { Repositories } from '../storage/repositories.js';
+import { buildPrompt, countMessageTokens, stepsToChat } from './build-prompt.js';
+import type { RunEventBus } from './events.js';
+import { allowedFrom } from './run-state.js';
+
+export interface EngineDeps {
+  storage: Storage;
+  models: ModelRegistry;
+  bus: RunEventBus;
+  settings: AssistdSettings;
+  log: { warn(object: unknown, message?: string): void; error(object: unknown, message?: string): void };
+}
+
+/** Why an executor was stopped from outside. */
+export type StopReason = 'cancel' | 'shutdown';
+
+export class StopSignal extends Error {
+  constructor(readonly reason: StopReason) {
+    super(`run stopped: ${reason}`);
+  }
+}
+
+const MAX_TURNS = 64;
+const BACKOFF_BASE_MS = 500;
+const BACKOFF_CAP_MS = 8_000;
+const RETRY_AFTER_CAP_MS = 60_000;
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) return reject(signal.reason);
+    const timer = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal.reason);
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+/** Function tools of the run in chat-completions form; built-in tools join here when they exist. */
+function chatTools(run: RunObject): ChatTool[] {
+  return (run.tools as { type: string; function?: ChatTool['function'] }[])
+    .filter((tool) => tool.type === 'function' && tool.function)
+    .map((tool) => ({ type: 'function', function: tool.function! }));
+}
+
+function chatToolChoice(choice: unknown, tools: ChatTool[]): ChatToolChoice | undefined {
+  if (tools.length === 0) return undefined;
+  if (choice === 'none' || choice === 'auto' || choice === 'required') return choice;
+  const named = choice as { type?: string; function?: { name: string } } | null;
+  if (named?.type === 'function' && named.function) return { type: 'function', function: { name: named.function.name } };
+  // A named built-in tool with no built-in tools available: the model must still call something.
+  if (named?.type) return 'required';
+  return undefined;
+}
+
+const addUsage = (a: Usage | null, b: Usage): Usage => ({
+  prompt_tokens: (a?.prompt_tokens ?? 0) + b.prompt_tokens,
+  completion_tokens: (a?.completion_tokens ?? 0) + b.completion_tokens,
+  total_tokens: (a?.total_tokens ?? 0) + b.total_tokens,
+});
+
+/** One model call's visible progress: the message it writes and the tool calls it makes. */
+class Turn {
+  message: MessageObject | undefined;
+  messageStep: RunStepObject | undefined;
+  messageDone = false;
+  text = '';
+  toolStep: RunStepObject | undefined;
+  readonly calls = new Map<number, { id: string; name: string; arguments: string }>();
+  constructor(readonly number: number) {}
+  reset() {
+    this.text = '';
+    this.calls.clear();
+  }
+}
+
+/**
+ * Executes one pass of a run: from queued or in_progress until it needs tool outputs or ends.
+ * Every state change is written before its event is published, and the writes that end a model
+ * call (message, step, run) commit together, so a crash leaves nothing half-written that a resumed
+ * pass could duplicate.
+ */
+export class RunExecutor {
+  private run!: RunObject;
+  private usageTotal: Usage | null = null;
+  private currentTurn: Turn | undefined;
+  private completionUsed = 0;
+
+  constructor(
+    private readonly deps: EngineDeps,
+    private readonly runId: string,
+    private readonly signal: AbortSignal,
+  ) {}
+
+  private get runs() {
+    return this.deps.storage.runs;
+  }
+
+  private publish(event: string, data: unknown) {
+    this.deps.bus.publish(this.runId, { event, data });
+  }
+
+  private async transition(to: RunObject['status'], fields: Record<string, unknown> = {}, client?: SqlClient) {
+    const updated = await this.runs.transition(this.runId, allowedFrom(to), to, fields, client);
+    if (updated) this.run = updated;
+    return updated;
+  }
+
+  async execute(): Promise<void> {
+    const run = await this.runs.getRunById(this.runId);
+    if (!run) return;
+    this.run = run;
+    const extras = await this.runs.runExtras(this.runId);
+    this.usageTotal = extras?.usage_total ?? null;
+    this.completionUsed = this.usageTotal?.completion_tokens ?? 0;
+
+    try {
+      if (this.run.status === 'cancelling') return await this.finishCancelled();
+      if (this.run.status === 'queued') {
+        if (!(await this.transition('in_progress', { started_at: this.run.started_at ?? nowSeconds() }))) return;
+        this.publish('thread.run.in_progress', this.run);
+      }
+      if (this.run.status !== 'in_progress') return;
+      // After a crash: a model call that was cut off is redone from the last persisted step.
+      await this.runs.discardUnfinishedWork(this.runId);
+
+      const model = this.deps.models.resolve(this.run.model);
+      if (!model) {
+        return await this.fail(undefined, { code: 'invalid_prompt', message: `The model '${this.run.model}' does not route to any configured deployment.` });
+      }
+      await this.loop(model, extras?.additional_instructions ?? null, extras?.reasoning_effort ?? null);
+    } catch (error) {
+      if (error instanceof StopSignal || this.signal.aborted) {
+        const reason = error instanceof StopSignal ? error.reason : (this.signal.reason as StopSignal | undefined)?.reason;
+        if (reason === 'cancel') return await this.finishCancelled();
+        return; // shutdown: the run stays in progress and is resumed by the next owner
+      }
+      this.deps.log.error({ err: error, runId: this.runId }, 'run failed');
+      await this.fail(undefined, { code: 'server_error', message: 'The server had an error while processing the run.' }).catch(() => {});
+    }
+  }
+
+  private async loop(model: LanguageModel, additionalInstructions: string | null, reasoningEffort: string | null) {
+    for (let guard = 0; guard < MAX_TURNS; guard++) {
+      const steps = await this.runs.stepsForPrompt(this.runId);
+      const last = steps.at(-1);
+      const lastTurn = last?.turn ?? -1;
+      // Resumed after the final message was written: nothing is left to ask the model.
+      if (last && last.type === 'message_creation' && last.status === 'completed' && !steps.some((step) => step.turn === lastTurn && step.type === 'tool_calls')) {
+        await this.transition('completed', { completed_at: nowSeconds(), expires_at: null, required_action: null });
+        this.publish('thread.run.completed', this.run);
+        return;
+      }
+
+      const runMessageIds = steps.flatMap((step) =>
+        step.step_details.type === 'message_creation' ? [step.step_details.message_creation.message_id] : [],
+      );
+      const runMessages = new Map<string, MessageObject>();
+      for (const id of runMessageIds) {
+        const message = await this.runs.getMessageById(id);
+        if (message) runMessages.set(id, message);
+      }
+      const prompt = buildPrompt({
+        run: this.run,
+        additionalInstructions,
+        threadMessages: await this.runs.threadMessagesForPrompt(this.run.thread_id, this.runId),
+        runTurns: stepsToChat(steps, runMessages),
+      });
+      if ('incomplete' in prompt) return await this.finishIncomplete(undefined, 'max_prompt_tokens');
+
+      let maxCompletionTokens: number | null = null;
+      if (this.run.max_completion_tokens !== null) {
+        maxCompletionTokens = this.run.max_completion_tokens - this.completionUsed;
+        if (maxCompletionTokens <= 0) return await this.finishIncomplete(undefined, 'max_completion_tokens');
+      }
+      const tools = chatTools(this.run);
+      const request: ModelRequest = {
+        messages: prompt.messages,
+        tools: tools.length > 0 ? tools : undefined,
+        toolChoice: chatToolChoice(this.run.tool_choice, tools),
+        parallelToolCalls: tools.length > 0 ? this.run.parallel_tool_calls : undefined,
+        temperature: this.run.temperature,
+        topP: this.run.top_p,
+        maxCompletionTokens,
+        responseFormat: this.run.response_format === 'auto' ? undefined : this.run.response_format,
+        reasoningEffort,
+      };
+      const turn = new Turn(lastTurn + 1);
+      this.currentTurn = turn;
+      const outcome = await this.callWithRetries(model, request, turn, prompt.promptTokens);
+      if (outcome === 'ended') return;
+      if (outcome === 'requires_action') return;
+    }
+    await this.fail(undefined, { code: 'server_error', message: `The run stopped after ${MAX_TURNS} model calls without an answer.` });
+  }
+
+  /** One model call, retried on retryable failures with backoff that honours Retry-After. */
+  private async callWithRetries(model: LanguageModel, request: ModelRequest, turn: Turn, promptTokens: number) {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.callModel(model, request, turn, promptTokens);
+      } catch (error) {
+        if (!(error instanceof ProviderError) || this.signal.aborted) throw error;
+        if (!error.isRetryable || attempt >= this.deps.settings.modelMaxRetries) {
+          await this.fail(turn, { code: error.runErrorCode, message: error.message });
+          return 'ended' as const;
+        }
+        const backoff = Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** attempt);
+        const wait = error.retryAfterMs !== null ? Math.min(RETRY_AFTER_CAP_MS, Math.max(error.retryAfterMs, 0)) : backoff;
+        this.deps.log.warn({ runId: this.runId, attempt: attempt + 1, wait, err: error.message }, 'retrying model call');
+        await sleep(wait, this.signal);
+        // What a broken attempt streamed is replaced by the retry's answer.
+        turn.reset();
+      }
+    }
+  }
+
+  private async startMessage(turn: Turn) {
+    const { message, step } = await this.deps.storage.sql.transaction(async (tx) => {
+      const message = (await new Repositories(tx).createMessage(this.run.thread_id, {
+        role: 'assistant',
+        content: [],
+        attachments: [],
+        metadata: {},
+        status: 'in_progress',
+        assistantId: this.run.assistant_id,
+        runId: this.runId,
+      }))!;
+      const step = await this.runs.createStep(this.run, { type: 'message_creation', message_creation: { message_id: message.id } }, turn.number, tx);
+      return { message, step };
+    });
+    turn.message = message;
+    turn.messageStep = step;
+    this.publish('thread.run.step.created', step);
+    this.publish('thread.run.step.in_progress', step);
+    this.publish('thread.message.created', message);
+    this.publish('thread.message.in_progress', message);
+  }
+
+  private messageContent(turn: Turn) {
+    return turn.text === '' ? [] : [{ type: 'text', text: { value: turn.text, annotations: [] } }];
+  }
+
+  /** Ends the turn's message (and its step): completed, or incomplete with a reason. */
+  private async endMessage(turn: Turn, client: SqlClient, incompleteReason?: string, usage?: Usage | null) {
+    if (!turn.message || !turn.messageStep || turn.messageDone) return [];
+    turn.messageDone = true;
+    const now = nowSeconds();
+    const message = await this.runs.updateMessage(
+      turn.message.id,
+      incompleteReason
+        ? { status: 'incomplete', content: this.messageContent(turn), incomplete_at: now, incomplete_details: { reason: incompleteReason } }
+        : { status: 'completed', content: this.messageContent(turn), completed_at: now },
+      client,
+    );
+    const step = await this.runs.updateStep(turn.messageStep.id, { status: 'completed', completed_at: now, usage: usage ?? null }, client);
+    return [
+      ['thread.message.' + (incompleteReason ? 'incomplete' : 'completed'), message],
+      ['thread.run.step.completed', step],
+    ] as const;
+  }
+
+  private async callModel(model: LanguageModel, request: ModelRequest, turn: Turn, promptTokens: number) {
+    let reason: string = 'stop';
+    let usage: Usage | null = null;
+    for await (const part of model.stream(request, { signal: this.signal })) {
+      if (part.type === 'text-delta') {
+        if (part.text === '') continue;
+        if (turn.toolStep) continue; // text after tool calls began has no open message to join
+        if (!turn.message) await this.startMessage(turn);
+        const first = turn.text === '';
+        turn.text += part.text;
+        this.publish('thread.message.delta', {
+          id: turn.message!.id,
+          object: 'thread.message.delta',
+          delta: { content: [{ index: 0, type: 'text', text: first ? { value: part.text, annotations: [] } : { value: part.text } }] },
+        });
+      } else if (part.type === 'tool-call-delta') {
+        if (turn.message && !turn.messageDone) {
+          // One step is active at a time: the message is finished before tool calls start.
+          const events = await this.deps.storage.sql.transaction((tx) => this.endMessage(turn, tx));
+          for (const [event, data] of events) this.publish(event, data);
+        }
+        if (!turn.toolStep) {
+          turn.toolStep = await this.runs.createStep(this.run, { type: 'tool_calls', tool_calls: [] }, turn.number);
+          this.publish('thread.run.step.created', turn.toolStep);
+          this.publish('thread.run.step.in_progress', turn.toolStep);
+        }
+        let call = turn.calls.get(part.index);
+        const delta: Record<string, unknown> = { index: part.index, type: 'function' };
+        if (!call) {
+          call = { id: part.id || newId('call'), name: part.name ?? '', arguments: '' };
+          turn.calls.set(part.index, call);
+          delta.id = call.id;
+          delta.function = { name: call.name, arguments: part.argumentsDelta, output: null };
+        } else {
+          if (part.name) call.name += part.name;
+          delta.function = { arguments: part.argumentsDelta };
+        }
+        call.arguments += part.argumentsDelta;
+        this.publish('thread.run.step.delta', {
+          id: turn.toolStep.id,
+          object: 'thread.run.step.delta',
+          delta: { step_details: { type: 'tool_calls', tool_calls: [delta] } },
+        });
+      } else {
+        reason = part.reason;
+        usage = part.usage;
+      }
+    }
+    // Upstreams that report no usage are counted here, with the same tokenizer as max_prompt_tokens.
+    if (!usage) {
+      const completion = countMessageTokens({ role: 'assistant', content: turn.text }) +
+        [...turn.calls.values()].reduce((sum, call) => sum + call.arguments.length / 4, 0);
+      usage = { prompt_tokens: promptTokens, completion_tokens: Math.ceil(completion), total_tokens: promptTokens + Math.ceil(completion) };
+    }
+    this.usageTotal = addUsage(this.usageTotal, usage);
+    this.completionUsed += usage.completion_tokens;
+
+    if (turn.calls.size > 0) return this.requireAction(turn, usage);
+    if (!turn.message) await this.startMessage(turn);
+    if (reason === 'length') {
+      await this.finishIncomplete(turn, 'max_completion_tokens', usage);
+      return 'ended' as const;
+    }
+    const events = await this.deps.storage.sql.transaction(async (tx) => {
+      const messageEvents = await this.endMessage(turn, tx, reason === 'content_filter' ? 'content_filter' : undefined, usage);
+      await this.runs.addUsage(this.runId, usage!, tx);
+      await this.transition('completed', { completed_at: nowSeconds(), expires_at: null }, tx);
+      return messageEvents;
+    });
+    for (const [event, data] of events) this.publish(event, data);
+    this.publish('thread.run.completed', this.run);
+    return 'ended' as const;
+  }
+
+  private async requireAction(turn: Turn, usage: Usage) {
+    const calls: FunctionToolCall[] = [...turn.calls.entries()]
+      .sort(([a], [b]) => a - b)
+      .map(([, call]) => ({ id: call.id, type: 'function', function: { name: call.name, arguments: call.arguments, output: null } }));
+    await this.deps.storage.sql.transaction(async (tx) => {
+      await this.runs.updateStep(turn.toolStep!.id, { step_details: { type: 'tool_calls', tool_calls: calls }, usage }, tx);
+      await this.runs.addUsage(this.runId, usage, tx);
+      await this.transition(
+        'requires_action',
+        {
+          required_action: {
+            type: 'submit_tool_outputs',
+            submit_tool_outputs: {
+              tool_calls: calls.map((call) => ({ id: call.id, type: 'function', function: { name: call.function.name, arguments: call.function.arguments } })),
+            },
+          },
+          expires_at: nowSeconds() + this.deps.settings.runExpirySeconds,
+        },
+        tx,
+      );
+    });
+    this.publish('thread.run.requires_action', this.run);
+    return 'requires_action' as const;
+  }
+
+  private async finishIncomplete(turn: Turn | undefined, reason: 'max_completion_tokens' | 'max_prompt_tokens', usage?: Usage) {
+    const events = await this.deps.storage.sql.transaction(async (tx) => {
+      const messageEvents = turn ? await this.endMessage(turn, tx, 'max_tokens', usage) : [];
+      if (usage) await this.runs.addUsage(this.runId, usage, tx);
+      await this.transition('incomplete', { incomplete_details: { reason }, completed_at: nowSeconds(), expires_at: null }, tx);
+      return messageEvents;
+    });
+    for (const [event, data] of events) this.publish(event, data);
+    this.publish('thread.run.incomplete', this.run);
+  }
+
+  private async fail(turn: Turn | undefined, lastError: RunError) {
+    const now = nowSeconds();
+    const { messages, steps } = await this.deps.storage.sql.transaction(async (tx) => {
+      const messages = turn?.message && !turn.messageDone
+        ? [await this.runs.updateMessage(turn.message.id, { status: 'incomplete', content: this.messageContent(turn), incomplete_at: now, incomplete_details: { reason: 'run_failed' } }, tx)]
+        : [];
+      const steps = await this.runs.endOpenSteps(this.runId, 'failed', { failed_at: now, last_error: lastError }, tx);
+      await this.transition('failed', { failed_at: now, last_error: lastError, expires_at: null, required_action: null }, tx);
+      return { messages, steps };
+    });
+    for (const message of messages) this.publish('thread.message.incomplete', message);
+    for (const step of steps) this.publish('thread.run.step.failed', step);
+    this.publish('thread.run.failed', this.run);
+  }
+
+  /** Ends a cancelling run: the open message keeps what was streamed, open steps are cancelled. */
+  private async finishCancelled() {
+    const turn = this.currentTurn;
+    const partial = turn?.message && !turn.messageDone ? { messageId: turn.message.id, text: turn.text } : undefined;
+    const result = await finishCancellation(this.deps, this.runId, nowSeconds(), partial);
+    if (result) {
+      for (const message of result.messages) this.publish('thread.message.incomplete', message);
+      for (const step of result.steps) this.publish('thread.run.step.cancelled', step);
+      this.run = result.run;
+      this.publish('thread.run.cancelled', result.run);
+    }
+  }
+}
+
+/**
+ * cancelling → cancelled, with the run's open message marked incomplete (its streamed text kept
+ * when `partial` gives it) and its open steps cancelled, in one transaction.
+ */
+export async function finishCancellation(
+  deps: Pick<EngineDeps, 'storage'>,
+  runId: string,
+  now: number,
+  partial?: { messageId: string; text: string },
+): Promise<{ run: RunObject; steps: RunStepObject[]; messages: MessageObject[] } | undefined> {
+  const runs = deps.storage.runs;
+  return deps.storage.sql.transaction(async (tx) => {
+    const openMessages = await tx.query<{ id: string }>(
+      `SELECT step_details->'message_creation'->>'message_id' AS id FROM run_steps
+       WHERE run_id = $1 AND status = 'in_progress' AND type = 'message_creation'`,
+      [runId],
+    );
+    const messages: MessageObject[] = [];
+    for (const { id } of openMessages.rows) {
+      const fields: Record<string, unknown> = { status: 'incomplete', incomplete_at: now, incomplete_details: { reason: 'run_cancelled' } };
+      if (partial?.messageId === id && partial.text !== '') fields.content = [{ type: 'text', text: { value: partial.text, annotations: [] } }];
+      const message = await runs.updateMessage(id, fields, tx);
+      if (message) messages.push(message);
+    }
+    const steps = await runs.endOpenSteps(runId, 'cancelled', { cancelled_at: now }, tx);
+    const run = await runs.transition(runId, allowedFrom('cancelled'), 'cancelled', { cancelled_at: now, expires_at: null, required_action: null }, tx);
+    return run ? { run, steps, messages } : undefined;
+  });
+}

@@ -1,0 +1,323 @@
+import { randomUUID } from 'node:crypto';
+import type { FunctionToolCall, RunObject, RunStepObject, ThreadObject } from '../api/objects.js';
+import type { CreateMessage, CreateRun, CreateThreadAndRun, Tool } from '../api/schemas.js';
+import type { AssistdSettings } from '../config.js';
+import { ApiError, invalidRequest, notFound } from '../errors.js';
+import { nowSeconds } from '../ids.js';
+import type { ModelRegistry } from '../providers/registry.js';
+import type { Storage } from '../storage/index.js';
+import { Repositories, type NewMessage } from '../storage/repositories.js';
+import { ActiveRunError, ThreadGoneError, type NewRun } from '../storage/runs.js';
+import { RunEventBus, type RunEvent } from './events.js';
+import { RunExecutor, StopSignal, finishCancellation, type EngineDeps } from './execute-run.js';
+import { allowedFrom, isTerminal } from './run-state.js';
+
+const LEASE_MS = 15_000;
+const TICK_MS = 1_000;
+const LEASE_EVERY_TICKS = 5;
+const UNCLAIMED_GRACE_SECONDS = 5;
+
+export interface RunServiceOptions {
+  storage: Storage;
+  models: ModelRegistry;
+  settings: AssistdSettings;
+  log: EngineDeps['log'];
+  /** Converts a create-message request into what storage writes (shared with the messages route). */
+  toNewMessage: (request: CreateMessage) => NewMessage;
+}
+
+interface ActiveRun {
+  controller: AbortController;
+  done: Promise<void>;
+}
+
+/**
+ * The only engine API the HTTP layer calls: creating, continuing, cancelling and streaming runs,
+ * plus the background duties (lease heartbeats, orphan recovery, expiry) of this process.
+ */
+export class RunService {
+  readonly bus = new RunEventBus();
+  readonly owner = randomUUID();
+  private readonly active = new Map<string, ActiveRun>();
+  private readonly deps: EngineDeps;
+  private timer: NodeJS.Timeout | undefined;
+  private ticks = 0;
+  private closing = false;
+
+  constructor(private readonly options: RunServiceOptions) {
+    this.deps = { storage: options.storage, models: options.models, bus: this.bus, settings: options.settings, log: options.log };
+  }
+
+  private get storage() {
+    return this.options.storage;
+  }
+
+  /** Rejects a model name no deployment serves, naming it, as a 400 on `param`. */
+  assertModelRoutes(model: string, param = 'model') {
+    if (!this.options.models.has(model)) {
+      throw invalidRequest(`The model '${model}' does not exist or is not configured on this server.`, param, 'model_not_found');
+    }
+  }
+
+  // ---- creating runs
+
+  private async newRun(threadId: string, request: CreateRun | CreateThreadAndRun): Promise<NewRun> {
+    const assistant = await this.storage.getAssistant(request.assistant_id);
+    if (!assistant) throw notFound('assistant', request.assistant_id);
+    const model = request.model ?? assistant.model;
+    this.assertModelRoutes(model);
+    const tools = (request.tools ?? assistant.tools) as Tool[];
+    const toolChoice = request.tool_choice ?? 'auto';
+    if (typeof toolChoice === 'object' && toolChoice.type === 'function') {
+      const name = toolChoice.function?.name;
+      if (!name) throw invalidRequest("Missing required parameter: 'tool_choice.function'.", 'tool_choice.function');
+      if (!tools.some((tool) => tool.type === 'function' && tool.function.name === name)) {
+        throw invalidRequest(`Invalid 'tool_choice': the function '${name}' is not one of the run's tools.`, 'tool_choice.function.name');
+      }
+    }
+    return {
+      threadId,
+      assistantId: assistant.id,
+      model,
+      instructions: request.instructions ?? assistant.instructions,
+      additionalInstructions: 'additional_instructions' in request ? (request.additional_instructions ?? null) : null,
+      tools,
+      metadata: request.metadata ?? {},
+      temperature: request.temperature ?? assistant.temperature ?? 1,
+      topP: request.top_p ?? assistant.top_p ?? 1,
+      maxCompletionTokens: request.max_completion_tokens ?? null,
+      maxPromptTokens: request.max_prompt_tokens ?? null,
+      truncationStrategy: request.truncation_strategy
+        ? { type: request.truncation_strategy.type, last_messages: request.truncation_strategy.last_messages ?? null }
+        : { type: 'auto', last_messages: null },
+      responseFormat: request.response_format ?? assistant.response_format ?? 'auto',
+      toolChoice,
+      parallelToolCalls: request.parallel_tool_calls ?? true,
+      reasoningEffort: request.reasoning_effort ?? null,
+      expiresAt: nowSeconds() + this.options.settings.runExpirySeconds,
+    };
+  }
+
+  private activeRunError(error: ActiveRunError): ApiError {
+    return invalidRequest(`Thread ${error.threadId} already has an active run ${error.runId ?? ''}.`.replace(' .', '.'));
+  }
+
+  async createRun(threadId: string, request: CreateRun): Promise<RunObject> {
+    if (!(await this.storage.getThread(threadId))) throw notFound('thread', threadId);
+    const run = await this.newRun(threadId, request);
+    try {
+      return await this.storage.runs.createRun(run, (request.additional_messages ?? []).map(this.options.toNewMessage));
+    } catch (error) {
+      if (error instanceof ActiveRunError) throw this.activeRunError(error);
+      if (error instanceof ThreadGoneError) throw notFound('thread', threadId);
+      throw error;
+    }
+  }
+
+  /** The thread, its messages and the run, all in one transaction. */
+  async createThreadAndRun(request: CreateThreadAndRun): Promise<{ thread: ThreadObject; run: RunObject }> {
+    const template = await this.newRun('', request);
+    return this.storage.sql.transaction(async (tx) => {
+      const repositories = new Repositories(tx);
+      const thread = await repositories.createThread({
+        messages: (request.thread?.messages ?? []).map(this.options.toNewMessage),
+        toolResources: request.thread?.tool_resources,
+        metadata: request.thread?.metadata,
+      });
+      const run = await this.storage.runs.createRun({ ...template, threadId: thread.id }, [], tx);
+      return { thread, run };
+    });
+  }
+
+  // ---- executing
+
+  /**
+   * Executes the run's next pass in this process unless one is running here already. Resolves
+   * when the pass ends; streams subscribed to the run are then closed.
+   */
+  execute(runId: string): Promise<void> {
+    const existing = this.active.get(runId);
+    if (existing) return existing.done;
+    const controller = new AbortController();
+    const done = (async () => {
+      try {
+        if (this.closing) return;
+        if (!(await this.storage.runs.claim(runId, this.owner, Date.now() + LEASE_MS))) return;
+        try {
+          await new RunExecutor(this.deps, runId, controller.signal).execute();
+        } finally {
+          await this.storage.runs.release(runId, this.owner).catch(() => {});
+        }
+      } catch (error) {
+        this.options.log.error({ err: error, runId }, 'run execution crashed');
+        this.bus.publish(runId, {
+          event: 'error',
+          data: { code: 'server_error', message: 'The server had an error while processing the run.', param: null, type: 'server_error' },
+        });
+      } finally {
+        this.active.delete(runId);
+        this.bus.endPass(runId);
+      }
+    })();
+    this.active.set(runId, { controller, done });
+    return done;
+  }
+
+  /** Subscribes to the run's events until its current pass ends. */
+  subscribe(runId: string, listener: (event: RunEvent) => void, onEnd: () => void): () => void {
+    const unsubscribe = this.bus.subscribe(runId, listener, () => {
+      unsubscribe();
+      onEnd();
+    });
+    return unsubscribe;
+  }
+
+  // ---- tool outputs, cancel, modify
+
+  async submitToolOutputs(
+    threadId: string,
+    runId: string,
+    outputs: { tool_call_id: string; output?: string | undefined }[],
+  ): Promise<{ run: RunObject; step: RunStepObject | undefined }> {
+    const run = await this.storage.runs.getRun(threadId, runId);
+    if (!run) throw await this.runNotFound(threadId, runId);
+    if (run.status !== 'requires_action' || !run.required_action) {
+      throw invalidRequest(`Runs in status "${run.status}" do not accept tool outputs.`);
+    }
+    const pending = run.required_action.submit_tool_outputs.tool_calls.map((call) => call.id);
+    const given = new Map<string, string>();
+    for (const [index, output] of outputs.entries()) {
+      if (!pending.includes(output.tool_call_id)) {
+        throw invalidRequest(`Invalid 'tool_outputs[${index}].tool_call_id': no tool call with id '${output.tool_call_id}' is awaiting output.`, `tool_outputs[${index}].tool_call_id`);
+      }
+      if (given.has(output.tool_call_id)) {
+        throw invalidRequest(`Duplicate output for tool call '${output.tool_call_id}'.`, `tool_outputs[${index}].tool_call_id`);
+      }
+      given.set(output.tool_call_id, output.output ?? '');
+    }
+    const missing = pending.filter((id) => !given.has(id));
+    if (missing.length > 0) {
+      throw invalidRequest(`Expected tool outputs for call_ids ${JSON.stringify(pending)}, got ${JSON.stringify([...given.keys()])}`, 'tool_outputs');
+    }
+    const now = nowSeconds();
+    const result = await this.storage.sql.transaction(async (tx) => {
+      const { rows } = await tx.query<{ id: string; step_details: { tool_calls: FunctionToolCall[] } }>(
+        `SELECT id, step_details FROM run_steps WHERE run_id = $1 AND type = 'tool_calls' AND status = 'in_progress' ORDER BY seq DESC LIMIT 1`,
+        [runId],
+      );
+      let step: RunStepObject | undefined;
+      const open = rows[0];
+      if (open) {
+        const calls = open.step_details.tool_calls.map((call) =>
+          given.has(call.id) ? { ...call, function: { ...call.function, output: given.get(call.id)! } } : call,
+        );
+        step = await this.storage.runs.updateStep(open.id, { step_details: { type: 'tool_calls', tool_calls: calls }, status: 'completed', completed_at: now }, tx);
+      }
+      const queued = await this.storage.runs.transition(runId, allowedFrom('queued'), 'queued', { required_action: null }, tx);
+      if (!queued) throw invalidRequest('The run is no longer awaiting tool outputs.');
+      return { run: queued, step };
+    });
+    return result;
+  }
+
+  async cancel(threadId: string, runId: string): Promise<RunObject> {
+    const run = await this.storage.runs.getRun(threadId, runId);
+    if (!run) throw await this.runNotFound(threadId, runId);
+    if (run.status === 'cancelling') return run;
+    if (isTerminal(run.status)) throw invalidRequest(`Cannot cancel run with status '${run.status}'.`);
+    const cancelling = await this.storage.runs.transition(runId, allowedFrom('cancelling'), 'cancelling');
+    if (!cancelling) return (await this.storage.runs.getRun(threadId, runId)) ?? run;
+    this.bus.publish(runId, { event: 'thread.run.cancelling', data: cancelling });
+    const local = this.active.get(runId);
+    if (local) {
+      local.controller.abort(new StopSignal('cancel'));
+    } else if (run.status === 'requires_action' || (await this.storage.runs.claim(runId, this.owner, Date.now() + LEASE_MS))) {
+      // No executor holds the run: it is ended here and now.
+      await finishCancellation(this.deps, runId, nowSeconds());
+      await this.storage.runs.release(runId, this.owner);
+    }
+    // else another process executes it; its heartbeat sees `cancelling` and stops.
+    return cancelling;
+  }
+
+  async runNotFound(threadId: string, runId: string) {
+    return (await this.storage.getThread(threadId)) ? notFound('run', runId) : notFound('thread', threadId);
+  }
+
+  // ---- background duties
+
+  /** Recovers runs left unfinished by a previous process, then keeps leases, orphans and expiry in hand. */
+  async start(options: { recoverAll: boolean }): Promise<void> {
+    const orphans = options.recoverAll
+      ? await this.storage.runs.orphanedRuns(Number.MAX_SAFE_INTEGER, -1, 10_000)
+      : await this.storage.runs.orphanedRuns(Date.now(), UNCLAIMED_GRACE_SECONDS);
+    for (const runId of orphans) void this.recover(runId, options.recoverAll);
+    this.timer = setInterval(() => void this.tick(), TICK_MS);
+    this.timer.unref();
+  }
+
+  private async recover(runId: string, forceRelease: boolean) {
+    // An embedded store has one process, so any lease found in it at start belongs to a dead one.
+    if (forceRelease) await this.storage.runs.release(runId, null);
+    return this.execute(runId);
+  }
+
+  private async tick() {
+    if (this.closing) return;
+    this.ticks++;
+    try {
+      await this.expireRuns();
+      if (this.ticks % LEASE_EVERY_TICKS === 0) {
+        const ids = [...this.active.keys()];
+        await this.storage.runs.extendLeases(this.owner, ids, Date.now() + LEASE_MS);
+        // A cancel that reached another process shows here as a status change.
+        if (ids.length > 0) {
+          const { rows } = await this.storage.sql.query<{ id: string }>(
+            `SELECT id FROM runs WHERE id = ANY($1::text[]) AND status = 'cancelling'`,
+            [ids],
+          );
+          for (const { id } of rows) this.active.get(id)?.controller.abort(new StopSignal('cancel'));
+        }
+        for (const runId of await this.storage.runs.orphanedRuns(Date.now(), UNCLAIMED_GRACE_SECONDS)) void this.execute(runId);
+      }
+    } catch (error) {
+      this.options.log.warn({ err: error }, 'run maintenance failed; retrying next tick');
+    }
+  }
+
+  async expireRuns(): Promise<void> {
+    const now = nowSeconds();
+    for (const runId of await this.storage.runs.runsAwaitingExpiry(now)) {
+      const result = await this.storage.sql.transaction(async (tx) => {
+        const run = await this.storage.runs.transition(runId, ['requires_action'], 'expired', { required_action: null }, tx);
+        if (!run) return undefined;
+        const steps = await this.storage.runs.endOpenSteps(runId, 'expired', { expired_at: now }, tx);
+        return { run, steps };
+      });
+      if (!result) continue;
+      for (const step of result.steps) this.bus.publish(runId, { event: 'thread.run.step.expired', data: step });
+      this.bus.publish(runId, { event: 'thread.run.expired', data: result.run });
+    }
+  }
+
+  /**
+   * Stops background work, gives running passes `graceMs` to finish, then stops the rest; they
+   * stay in progress and the next process (or another replica) resumes them.
+   */
+  async close(graceMs = 5_000): Promise<void> {
+    this.closing = true;
+    if (this.timer) clearInterval(this.timer);
+    const running = [...this.active.values()];
+    if (running.length === 0) return;
+    let timeout: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.all(running.map((run) => run.done)),
+      new Promise<void>((resolve) => {
+        timeout = setTimeout(resolve, graceMs);
+      }),
+    ]);
+    clearTimeout(timeout);
+    for (const run of this.active.values()) run.controller.abort(new StopSignal('shutdown'));
+    await Promise.all([...this.active.values()].map((run) => run.done));
+  }
+}

@@ -1,0 +1,127 @@
+import type { FastifyInstance, FastifyReply } from 'fastify';
+import {
+  createRunSchema,
+  createThreadAndRunSchema,
+  modifyRunSchema,
+  submitToolOutputsSchema,
+} from '../../api/schemas.js';
+import { parseOrThrow } from '../../api/validation.js';
+import type { RunEvent } from '../../engine/events.js';
+import type { RunService } from '../../engine/run-service.js';
+import type { Storage } from '../../storage/index.js';
+import { notFound } from '../../errors.js';
+import { pageFromQuery } from '../pagination.js';
+import { openEventStream } from '../sse.js';
+import { rejectUnsupportedResources } from './assistants.js';
+
+type ThreadParams = { thread_id: string };
+type RunParams = { thread_id: string; run_id: string };
+type StepParams = RunParams & { step_id: string };
+
+/**
+ * Answers with the run's events as they happen: `leading` first (what the request itself did),
+ * then the pass the engine runs now, then `done`. A client that goes away stops listening; the
+ * run goes on.
+ */
+function streamRun(reply: FastifyReply, service: RunService, runId: string, leading: RunEvent[]) {
+  const stream = openEventStream(reply);
+  const unsubscribe = service.subscribe(runId, (event) => stream.send(event), () => stream.end());
+  for (const event of leading) stream.send(event);
+  void stream.closed.then(unsubscribe);
+  void service.execute(runId);
+  return reply;
+}
+
+export function runRoutes(app: FastifyInstance, storage: Storage, service: RunService, pollAfterMs: number) {
+  const pollHint = (reply: FastifyReply) => reply.header('openai-poll-after-ms', String(pollAfterMs));
+
+  app.post('/threads/runs', async (request, reply) => {
+    const body = parseOrThrow(createThreadAndRunSchema, request.body);
+    rejectUnsupportedResources(body);
+    rejectUnsupportedResources(body.thread ?? {});
+    const { thread, run } = await service.createThreadAndRun(body);
+    if (body.stream) {
+      return streamRun(reply, service, run.id, [
+        { event: 'thread.created', data: thread },
+        { event: 'thread.run.created', data: run },
+        { event: 'thread.run.queued', data: run },
+      ]);
+    }
+    void service.execute(run.id);
+    pollHint(reply);
+    return run;
+  });
+
+  app.post<{ Params: ThreadParams }>('/threads/:thread_id/runs', async (request, reply) => {
+    const body = parseOrThrow(createRunSchema, request.body);
+    const run = await service.createRun(request.params.thread_id, body);
+    if (body.stream) {
+      return streamRun(reply, service, run.id, [
+        { event: 'thread.run.created', data: run },
+        { event: 'thread.run.queued', data: run },
+      ]);
+    }
+    void service.execute(run.id);
+    pollHint(reply);
+    return run;
+  });
+
+  app.get<{ Params: ThreadParams }>('/threads/:thread_id/runs', async (request) => {
+    const threadId = request.params.thread_id;
+    const page = pageFromQuery(request.query);
+    const [thread, list] = await Promise.all([storage.getThread(threadId), storage.runs.listRuns(threadId, page)]);
+    if (!thread) throw await service.runNotFound(threadId, '');
+    return list;
+  });
+
+  app.get<{ Params: RunParams }>('/threads/:thread_id/runs/:run_id', async (request, reply) => {
+    const { thread_id: threadId, run_id: runId } = request.params;
+    const run = await storage.runs.getRun(threadId, runId);
+    if (!run) throw await service.runNotFound(threadId, runId);
+    pollHint(reply);
+    return run;
+  });
+
+  app.post<{ Params: RunParams }>('/threads/:thread_id/runs/:run_id', async (request) => {
+    const { thread_id: threadId, run_id: runId } = request.params;
+    const body = parseOrThrow(modifyRunSchema, request.body);
+    return (await storage.runs.modifyRunMetadata(threadId, runId, body.metadata)) ?? Promise.reject(await service.runNotFound(threadId, runId));
+  });
+
+  app.post<{ Params: RunParams }>('/threads/:thread_id/runs/:run_id/cancel', async (request, reply) => {
+    const run = await service.cancel(request.params.thread_id, request.params.run_id);
+    pollHint(reply);
+    return run;
+  });
+
+  app.post<{ Params: RunParams }>('/threads/:thread_id/runs/:run_id/submit_tool_outputs', async (request, reply) => {
+    const { thread_id: threadId, run_id: runId } = request.params;
+    const body = parseOrThrow(submitToolOutputsSchema, request.body);
+    const { run, step } = await service.submitToolOutputs(threadId, runId, body.tool_outputs);
+    if (body.stream) {
+      return streamRun(reply, service, run.id, [
+        ...(step ? [{ event: 'thread.run.step.completed', data: step }] : []),
+        { event: 'thread.run.queued', data: run },
+      ]);
+    }
+    void service.execute(run.id);
+    pollHint(reply);
+    return run;
+  });
+
+  app.get<{ Params: RunParams }>('/threads/:thread_id/runs/:run_id/steps', async (request) => {
+    const { thread_id: threadId, run_id: runId } = request.params;
+    const page = pageFromQuery(request.query);
+    const [run, list] = await Promise.all([storage.runs.getRun(threadId, runId), storage.runs.listSteps(runId, page)]);
+    if (!run) throw await service.runNotFound(threadId, runId);
+    return list;
+  });
+
+  app.get<{ Params: StepParams }>('/threads/:thread_id/runs/:run_id/steps/:step_id', async (request) => {
+    const { thread_id: threadId, run_id: runId, step_id: stepId } = request.params;
+    const step = await storage.runs.getStep(threadId, runId, stepId);
+    if (step) return step;
+    if (!(await storage.runs.getRun(threadId, runId))) throw await service.runNotFound(threadId, runId);
+    throw notFound('run step', stepId);
+  });
+}

@@ -1,0 +1,357 @@
+import type { ListObject, MessageObject, RunObject, RunStatus, RunStepObject, StepDetails } from '../api/objects.js';
+import { newId, nowSeconds } from '../ids.js';
+import { Repositories, toList, type NewMessage, type PageRequest } from './repositories.js';
+import type { SqlClient } from './sql.js';
+import { listPage } from './repositories.js';
+
+export const ACTIVE_STATUSES: readonly RunStatus[] = ['queued', 'in_progress', 'requires_action', 'cancelling'];
+const TERMINAL_SQL = `('cancelled', 'failed', 'completed', 'incomplete', 'expired')`;
+
+// Usage is reported once the run has ended, as OpenAI does; the running total is kept meanwhile.
+const RUN_COLUMNS = `id, 'thread.run' AS object, created_at, assistant_id, thread_id, status, started_at, expires_at,
+  cancelled_at, failed_at, completed_at, required_action, last_error, model, instructions, tools, metadata, temperature,
+  top_p, max_completion_tokens, max_prompt_tokens, truncation_strategy, incomplete_details,
+  CASE WHEN status IN ${TERMINAL_SQL} THEN usage ELSE NULL END AS usage, response_format, tool_choice, parallel_tool_calls`;
+
+const STEP_COLUMNS = `id, 'thread.run.step' AS object, created_at, run_id, assistant_id, thread_id, type, status,
+  cancelled_at, completed_at, expired_at, failed_at, last_error, step_details, usage, metadata`;
+
+const MESSAGE_COLUMNS = `id, 'thread.message' AS object, created_at, thread_id, status, incomplete_details, completed_at,
+  incomplete_at, role, content, assistant_id, run_id, COALESCE(attachments, '[]'::jsonb) AS attachments, metadata`;
+
+const JSONB_COLUMNS = new Set([
+  'required_action',
+  'last_error',
+  'tools',
+  'metadata',
+  'truncation_strategy',
+  'incomplete_details',
+  'usage',
+  'response_format',
+  'tool_choice',
+  'step_details',
+  'content',
+]);
+
+/** `SET a = $n, ...` for the given fields, JSON-encoding jsonb columns; values appended to `values`. */
+function assignments(fields: Record<string, unknown>, values: unknown[]): string {
+  return Object.entries(fields)
+    .map(([column, value]) => {
+      values.push(JSONB_COLUMNS.has(column) && value !== null ? JSON.stringify(value) : value);
+      return `${column} = $${values.length}`;
+    })
+    .join(', ');
+}
+
+/** The run fields fixed at creation (the rest start null or are bookkeeping). */
+export interface NewRun {
+  threadId: string;
+  assistantId: string;
+  model: string;
+  instructions: string | null;
+  additionalInstructions: string | null;
+  tools: unknown[];
+  metadata: Record<string, string>;
+  temperature: number | null;
+  topP: number | null;
+  maxCompletionTokens: number | null;
+  maxPromptTokens: number | null;
+  truncationStrategy: RunObject['truncation_strategy'];
+  responseFormat: unknown;
+  toolChoice: unknown;
+  parallelToolCalls: boolean;
+  reasoningEffort: string | null;
+  expiresAt: number;
+}
+
+export class ActiveRunError extends Error {
+  constructor(
+    readonly threadId: string,
+    readonly runId: string | null,
+  ) {
+    super(`Thread ${threadId} already has an active run ${runId ?? ''}.`.replace(' .', '.'));
+  }
+}
+
+const UNIQUE_VIOLATION = '23505';
+const FOREIGN_KEY_VIOLATION = '23503';
+export class ThreadGoneError extends Error {}
+
+/** Runs, run steps and the messages runs write. */
+export class RunRepository {
+  constructor(readonly sql: SqlClient) {}
+
+  async activeRunId(threadId: string, client: SqlClient = this.sql): Promise<string | null> {
+    const { rows } = await client.query<{ id: string }>(
+      `SELECT id FROM runs WHERE thread_id = $1 AND status IN ('queued', 'in_progress', 'requires_action', 'cancelling') LIMIT 1`,
+      [threadId],
+    );
+    return rows[0]?.id ?? null;
+  }
+
+  /**
+   * Inserts the run (and the messages it brings) in one transaction. The partial unique index on
+   * active runs makes a second active run on the thread fail here, whoever races.
+   */
+  async createRun(run: NewRun, additionalMessages: NewMessage[], client: SqlClient = this.sql): Promise<RunObject> {
+    const work = async (tx: SqlClient) => {
+      const messages = new Repositories(tx);
+      for (const message of additionalMessages) await messages.createMessage(run.threadId, message);
+      const { rows } = await tx.query<RunObject>(
+        `INSERT INTO runs (id, thread_id, assistant_id, created_at, status, expires_at, model, instructions,
+           additional_instructions, tools, metadata, temperature, top_p, max_completion_tokens, max_prompt_tokens,
+           truncation_strategy, response_format, tool_choice, parallel_tool_calls, reasoning_effort)
+         VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
+         RETURNING ${RUN_COLUMNS}`,
+        [
+          newId('run'),
+          run.threadId,
+          run.assistantId,
+          nowSeconds(),
+          run.expiresAt,
+          run.model,
+          run.instructions,
+          run.additionalInstructions,
+          JSON.stringify(run.tools),
+          JSON.stringify(run.metadata),
+          run.temperature,
+          run.topP,
+          run.maxCompletionTokens,
+          run.maxPromptTokens,
+          JSON.stringify(run.truncationStrategy),
+          JSON.stringify(run.responseFormat),
+          JSON.stringify(run.toolChoice),
+          run.parallelToolCalls,
+          run.reasoningEffort,
+        ],
+      );
+      return rows[0]!;
+    };
+    try {
+      return await (client === this.sql ? this.sql.transaction(work) : work(client));
+    } catch (error) {
+      const code = (error as { code?: string }).code;
+      if (code === UNIQUE_VIOLATION) throw new ActiveRunError(run.threadId, await this.activeRunId(run.threadId).catch(() => null));
+      if (code === FOREIGN_KEY_VIOLATION) throw new ThreadGoneError(run.threadId);
+      throw error;
+    }
+  }
+
+  async getRun(threadId: string, runId: string): Promise<RunObject | undefined> {
+    const { rows } = await this.sql.query<RunObject>(`SELECT ${RUN_COLUMNS} FROM runs WHERE id = $1 AND thread_id = $2`, [
+      runId,
+      threadId,
+    ]);
+    return rows[0];
+  }
+
+  async getRunById(runId: string): Promise<RunObject | undefined> {
+    const { rows } = await this.sql.query<RunObject>(`SELECT ${RUN_COLUMNS} FROM runs WHERE id = $1`, [runId]);
+    return rows[0];
+  }
+
+  /** Engine-only fields the wire object does not carry. */
+  async runExtras(runId: string): Promise<{ additional_instructions: string | null; reasoning_effort: string | null; usage_total: RunObject['usage'] } | undefined> {
+    const { rows } = await this.sql.query<{ additional_instructions: string | null; reasoning_effort: string | null; usage_total: RunObject['usage'] }>(
+      'SELECT additional_instructions, reasoning_effort, usage AS usage_total FROM runs WHERE id = $1',
+      [runId],
+    );
+    return rows[0];
+  }
+
+  async listRuns(threadId: string, page: PageRequest): Promise<ListObject<RunObject>> {
+    const { rows, hasMore } = await listPage<RunObject>(this.sql, 'runs', RUN_COLUMNS, 'thread_id = $1', [threadId], page);
+    return toList(rows, hasMore);
+  }
+
+  async modifyRunMetadata(threadId: string, runId: string, metadata: Record<string, string> | null | undefined): Promise<RunObject | undefined> {
+    const { rows } = await this.sql.query<RunObject>(
+      `UPDATE runs SET metadata = CASE WHEN $3 THEN $4::jsonb ELSE metadata END
+       WHERE id = $1 AND thread_id = $2 RETURNING ${RUN_COLUMNS}`,
+      [runId, threadId, metadata !== undefined, JSON.stringify(metadata ?? {})],
+    );
+    return rows[0];
+  }
+
+  /**
+   * Moves a run from one of `from` to `to`, setting `fields`, in one statement: the status check
+   * and the write are atomic, so of two racing writers exactly one wins. Undefined when the run
+   * was not in any of `from` (or is gone).
+   */
+  async transition(
+    runId: string,
+    from: readonly RunStatus[],
+    to: RunStatus,
+    fields: Record<string, unknown> = {},
+    client: SqlClient = this.sql,
+  ): Promise<RunObject | undefined> {
+    const values: unknown[] = [runId, from, to];
+    const set = assignments(fields, values);
+    const { rows } = await client.query<RunObject>(
+      `UPDATE runs SET status = $3${set ? `, ${set}` : ''} WHERE id = $1 AND status = ANY($2::text[]) RETURNING ${RUN_COLUMNS}`,
+      values,
+    );
+    return rows[0];
+  }
+
+  async addUsage(runId: string, usage: NonNullable<RunObject['usage']>, client: SqlClient = this.sql): Promise<void> {
+    await client.query(
+      `UPDATE runs SET usage = jsonb_build_object(
+         'prompt_tokens', COALESCE((usage->>'prompt_tokens')::int, 0) + $2::int,
+         'completion_tokens', COALESCE((usage->>'completion_tokens')::int, 0) + $3::int,
+         'total_tokens', COALESCE((usage->>'total_tokens')::int, 0) + $4::int)
+       WHERE id = $1`,
+      [runId, usage.prompt_tokens, usage.completion_tokens, usage.total_tokens],
+    );
+  }
+
+  // ---- steps
+
+  async createStep(
+    run: Pick<RunObject, 'id' | 'thread_id' | 'assistant_id'>,
+    details: StepDetails,
+    turn: number,
+    client: SqlClient = this.sql,
+  ): Promise<RunStepObject> {
+    const { rows } = await client.query<RunStepObject>(
+      `INSERT INTO run_steps (id, run_id, thread_id, assistant_id, created_at, type, status, step_details, turn)
+       VALUES ($1, $2, $3, $4, $5, $6, 'in_progress', $7, $8) RETURNING ${STEP_COLUMNS}`,
+      [newId('step'), run.id, run.thread_id, run.assistant_id, nowSeconds(), details.type, JSON.stringify(details), turn],
+    );
+    return rows[0]!;
+  }
+
+  async updateStep(stepId: string, fields: Record<string, unknown>, client: SqlClient = this.sql): Promise<RunStepObject | undefined> {
+    const values: unknown[] = [stepId];
+    const { rows } = await client.query<RunStepObject>(
+      `UPDATE run_steps SET ${assignments(fields, values)} WHERE id = $1 RETURNING ${STEP_COLUMNS}`,
+      values,
+    );
+    return rows[0];
+  }
+
+  /** Ends every unfinished step of the run with `status` (cancelled, failed, expired). */
+  async endOpenSteps(
+    runId: string,
+    status: 'cancelled' | 'failed' | 'expired',
+    fields: Record<string, unknown>,
+    client: SqlClient = this.sql,
+  ): Promise<RunStepObject[]> {
+    const values: unknown[] = [runId, status];
+    const set = assignments(fields, values);
+    const { rows } = await client.query<RunStepObject>(
+      `UPDATE run_steps SET status = $2${set ? `, ${set}` : ''} WHERE run_id = $1 AND status = 'in_progress' RETURNING ${STEP_COLUMNS}`,
+      values,
+    );
+    return rows;
+  }
+
+  async getStep(threadId: string, runId: string, stepId: string): Promise<RunStepObject | undefined> {
+    const { rows } = await this.sql.query<RunStepObject>(
+      `SELECT ${STEP_COLUMNS} FROM run_steps WHERE id = $1 AND run_id = $2 AND thread_id = $3`,
+      [stepId, runId, threadId],
+    );
+    return rows[0];
+  }
+
+  async listSteps(runId: string, page: PageRequest): Promise<ListObject<RunStepObject>> {
+    const { rows, hasMore } = await listPage<RunStepObject>(this.sql, 'run_steps', STEP_COLUMNS, 'run_id = $1', [runId], page);
+    return toList(rows, hasMore);
+  }
+
+  /** Every step of the run in order, with the model call that produced it. */
+  async stepsForPrompt(runId: string): Promise<(RunStepObject & { turn: number })[]> {
+    const { rows } = await this.sql.query<RunStepObject & { turn: number }>(
+      `SELECT ${STEP_COLUMNS}, turn FROM run_steps WHERE run_id = $1 ORDER BY seq`,
+      [runId],
+    );
+    return rows;
+  }
+
+  // ---- messages written by runs
+
+  /** The thread's messages in order, except those this run wrote (they come from its steps). */
+  async threadMessagesForPrompt(threadId: string, runId: string): Promise<MessageObject[]> {
+    const { rows } = await this.sql.query<MessageObject>(
+      `SELECT ${MESSAGE_COLUMNS} FROM messages WHERE thread_id = $1 AND run_id IS DISTINCT FROM $2 ORDER BY seq`,
+      [threadId, runId],
+    );
+    return rows;
+  }
+
+  async getMessageById(messageId: string): Promise<MessageObject | undefined> {
+    const { rows } = await this.sql.query<MessageObject>(`SELECT ${MESSAGE_COLUMNS} FROM messages WHERE id = $1`, [messageId]);
+    return rows[0];
+  }
+
+  async updateMessage(messageId: string, fields: Record<string, unknown>, client: SqlClient = this.sql): Promise<MessageObject | undefined> {
+    const values: unknown[] = [messageId];
+    const { rows } = await client.query<MessageObject>(
+      `UPDATE messages SET ${assignments(fields, values)} WHERE id = $1 RETURNING ${MESSAGE_COLUMNS}`,
+      values,
+    );
+    return rows[0];
+  }
+
+  /**
+   * Removes what an interrupted model call left half-done (in-progress steps and the messages they
+   * were writing), so a resumed run writes each message once.
+   */
+  async discardUnfinishedWork(runId: string): Promise<void> {
+    await this.sql.transaction(async (tx) => {
+      await tx.query(
+        `DELETE FROM messages WHERE id IN (
+           SELECT step_details->'message_creation'->>'message_id' FROM run_steps
+           WHERE run_id = $1 AND status = 'in_progress' AND type = 'message_creation')`,
+        [runId],
+      );
+      await tx.query(`DELETE FROM run_steps WHERE run_id = $1 AND status = 'in_progress'`, [runId]);
+    });
+  }
+
+  // ---- ownership (leases) and sweeping
+
+  /** Takes the run for `owner` until `untilMs` unless another live owner holds it. */
+  async claim(runId: string, owner: string, untilMs: number): Promise<boolean> {
+    const { rowCount } = await this.sql.query(
+      `UPDATE runs SET locked_by = $2, locked_until = $3
+       WHERE id = $1 AND status IN ('queued', 'in_progress', 'cancelling')
+         AND (locked_by IS NULL OR locked_by = $2 OR locked_until < $4)`,
+      [runId, owner, untilMs, Date.now()],
+    );
+    return rowCount > 0;
+  }
+
+  async extendLeases(owner: string, runIds: string[], untilMs: number): Promise<void> {
+    if (runIds.length === 0) return;
+    await this.sql.query('UPDATE runs SET locked_until = $3 WHERE locked_by = $1 AND id = ANY($2::text[])', [owner, runIds, untilMs]);
+  }
+
+  /** Gives the run up; `owner` null releases it whoever holds it (recovery of a dead process's runs). */
+  async release(runId: string, owner: string | null): Promise<void> {
+    await this.sql.query(
+      'UPDATE runs SET locked_by = NULL, locked_until = NULL WHERE id = $1 AND ($2::text IS NULL OR locked_by = $2)',
+      [runId, owner],
+    );
+  }
+
+  /** Runs that should be executing but whose owner is gone (lease lapsed, or never taken). */
+  async orphanedRuns(nowMs: number, unclaimedGraceSeconds: number, limit = 50): Promise<string[]> {
+    const { rows } = await this.sql.query<{ id: string }>(
+      `SELECT id FROM runs
+       WHERE status IN ('queued', 'in_progress', 'cancelling')
+         AND ((locked_by IS NULL AND created_at <= $2) OR locked_until < $1)
+       ORDER BY seq LIMIT $3`,
+      [nowMs, nowSeconds() - unclaimedGraceSeconds, limit],
+    );
+    return rows.map((row) => row.id);
+  }
+
+  async runsAwaitingExpiry(nowSecondsValue: number): Promise<string[]> {
+    const { rows } = await this.sql.query<{ id: string }>(
+      `SELECT id FROM runs WHERE status = 'requires_action' AND expires_at <= $1`,
+      [nowSecondsValue],
+    );
+    return rows.map((row) => row.id);
+  }
+}
