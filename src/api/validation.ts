@@ -152,7 +152,7 @@ export function issueToError(issue: ZodIssue, input: unknown, paramPrefix = ''):
 }
 
 const MAX_DEPTH = 64;
-// NUL cannot be stored in PostgreSQL text or jsonb, nor can a lone UTF-16 surrogate.
+// NUL cannot be stored in PostgreSQL text or json, nor can a lone UTF-16 surrogate.
 const UNSTORABLE = /\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
 
 /**

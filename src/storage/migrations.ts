@@ -11,6 +11,8 @@ export const MIGRATIONS: Migration[] = [
   {
     version: 1,
     name: 'assistants, threads, messages',
+    // Object columns are `json`, not `jsonb`: json keeps the text as written, so objects leave in
+    // the key order of the API's own examples.
     sql: `
       CREATE TABLE assistants (
         id text PRIMARY KEY,
@@ -20,20 +22,20 @@ export const MIGRATIONS: Migration[] = [
         description text,
         model text NOT NULL,
         instructions text,
-        tools jsonb NOT NULL,
-        tool_resources jsonb,
-        metadata jsonb NOT NULL,
+        tools json NOT NULL,
+        tool_resources json,
+        metadata json NOT NULL,
         temperature double precision,
         top_p double precision,
-        response_format jsonb,
+        response_format json,
         reasoning_effort text
       );
       CREATE TABLE threads (
         id text PRIMARY KEY,
         seq bigint GENERATED ALWAYS AS IDENTITY UNIQUE,
         created_at bigint NOT NULL,
-        tool_resources jsonb,
-        metadata jsonb NOT NULL
+        tool_resources json,
+        metadata json NOT NULL
       );
       CREATE TABLE messages (
         id text PRIMARY KEY,
@@ -41,15 +43,15 @@ export const MIGRATIONS: Migration[] = [
         thread_id text NOT NULL REFERENCES threads (id) ON DELETE CASCADE,
         created_at bigint NOT NULL,
         status text NOT NULL,
-        incomplete_details jsonb,
+        incomplete_details json,
         completed_at bigint,
         incomplete_at bigint,
         role text NOT NULL,
-        content jsonb NOT NULL,
+        content json NOT NULL,
         assistant_id text,
         run_id text,
-        attachments jsonb,
-        metadata jsonb NOT NULL
+        attachments json,
+        metadata json NOT NULL
       );
       CREATE INDEX messages_thread_seq ON messages (thread_id, seq);
       CREATE INDEX messages_run ON messages (run_id) WHERE run_id IS NOT NULL;
@@ -71,22 +73,22 @@ export const MIGRATIONS: Migration[] = [
         cancelled_at bigint,
         failed_at bigint,
         completed_at bigint,
-        required_action jsonb,
-        last_error jsonb,
+        required_action json,
+        last_error json,
         model text NOT NULL,
         instructions text,
         additional_instructions text,
-        tools jsonb NOT NULL,
-        metadata jsonb NOT NULL,
+        tools json NOT NULL,
+        metadata json NOT NULL,
         temperature double precision,
         top_p double precision,
         max_completion_tokens integer,
         max_prompt_tokens integer,
-        truncation_strategy jsonb NOT NULL,
-        incomplete_details jsonb,
-        usage jsonb,
-        response_format jsonb,
-        tool_choice jsonb NOT NULL,
+        truncation_strategy json NOT NULL,
+        incomplete_details json,
+        usage json,
+        response_format json,
+        tool_choice json NOT NULL,
         parallel_tool_calls boolean NOT NULL,
         reasoning_effort text,
         -- execution bookkeeping, never on the wire: which process holds the run, until when (ms)
@@ -109,14 +111,14 @@ export const MIGRATIONS: Migration[] = [
         created_at bigint NOT NULL,
         type text NOT NULL,
         status text NOT NULL,
-        step_details jsonb NOT NULL,
-        last_error jsonb,
+        step_details json NOT NULL,
+        last_error json,
         expired_at bigint,
         cancelled_at bigint,
         failed_at bigint,
         completed_at bigint,
-        metadata jsonb NOT NULL DEFAULT '{}',
-        usage jsonb,
+        metadata json NOT NULL DEFAULT '{}',
+        usage json,
         -- which model call of the run produced the step: a message and tool calls from one call
         -- are one assistant turn when the prompt is rebuilt
         turn integer NOT NULL

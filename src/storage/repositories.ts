@@ -72,10 +72,10 @@ export function toList<T extends { id: string }>(data: T[], hasMore: boolean): L
 }
 
 const ASSISTANT_COLUMNS = `id, 'assistant' AS object, created_at, name, description, model, instructions, tools,
-  COALESCE(tool_resources, '{}'::jsonb) AS tool_resources, metadata, temperature, top_p, response_format`;
-const THREAD_COLUMNS = `id, 'thread' AS object, created_at, COALESCE(tool_resources, '{}'::jsonb) AS tool_resources, metadata`;
+  COALESCE(tool_resources, '{}'::json) AS tool_resources, metadata, temperature, top_p, response_format`;
+const THREAD_COLUMNS = `id, 'thread' AS object, created_at, COALESCE(tool_resources, '{}'::json) AS tool_resources, metadata`;
 const MESSAGE_COLUMNS = `id, 'thread.message' AS object, created_at, thread_id, status, incomplete_details, completed_at,
-  incomplete_at, role, content, assistant_id, run_id, COALESCE(attachments, '[]'::jsonb) AS attachments, metadata`;
+  incomplete_at, role, content, assistant_id, run_id, COALESCE(attachments, '[]'::json) AS attachments, metadata`;
 
 /** Data access for every resource, on one SqlClient. Repositories return wire objects. */
 export class Repositories {
@@ -181,8 +181,8 @@ export class Repositories {
   ): Promise<ThreadObject | undefined> {
     const { rows } = await this.sql.query<ThreadObject>(
       `UPDATE threads SET
-         tool_resources = CASE WHEN $2 THEN $3::jsonb ELSE tool_resources END,
-         metadata = CASE WHEN $4 THEN $5::jsonb ELSE metadata END
+         tool_resources = CASE WHEN $2 THEN $3::json ELSE tool_resources END,
+         metadata = CASE WHEN $4 THEN $5::json ELSE metadata END
        WHERE id = $1 RETURNING ${THREAD_COLUMNS}`,
       [
         id,
@@ -219,7 +219,7 @@ export class Repositories {
     const { rows } = await this.sql.query<MessageObject>(
       `INSERT INTO messages (id, thread_id, created_at, status, completed_at, role, content, assistant_id, run_id,
          attachments, metadata)
-       SELECT $1::text, $2::text, $3::bigint, $4::text, $5::bigint, $6::text, $7::jsonb, $8::text, $9::text, $10::jsonb, $11::jsonb
+       SELECT $1::text, $2::text, $3::bigint, $4::text, $5::bigint, $6::text, $7::json, $8::text, $9::text, $10::json, $11::json
        ${guard}
        RETURNING ${MESSAGE_COLUMNS}`,
       [
@@ -249,7 +249,7 @@ export class Repositories {
 
   async modifyMessage(threadId: string, id: string, metadata: Metadata | null | undefined): Promise<MessageObject | undefined> {
     const { rows } = await this.sql.query<MessageObject>(
-      `UPDATE messages SET metadata = CASE WHEN $3 THEN $4::jsonb ELSE metadata END
+      `UPDATE messages SET metadata = CASE WHEN $3 THEN $4::json ELSE metadata END
        WHERE id = $1 AND thread_id = $2 RETURNING ${MESSAGE_COLUMNS}`,
       [id, threadId, metadata !== undefined, json(metadata ?? {})],
     );

@@ -17,9 +17,9 @@ const STEP_COLUMNS = `id, 'thread.run.step' AS object, created_at, run_id, assis
   cancelled_at, completed_at, expired_at, failed_at, last_error, step_details, usage, metadata`;
 
 const MESSAGE_COLUMNS = `id, 'thread.message' AS object, created_at, thread_id, status, incomplete_details, completed_at,
-  incomplete_at, role, content, assistant_id, run_id, COALESCE(attachments, '[]'::jsonb) AS attachments, metadata`;
+  incomplete_at, role, content, assistant_id, run_id, COALESCE(attachments, '[]'::json) AS attachments, metadata`;
 
-const JSONB_COLUMNS = new Set([
+const JSON_COLUMNS = new Set([
   'required_action',
   'last_error',
   'tools',
@@ -33,11 +33,11 @@ const JSONB_COLUMNS = new Set([
   'content',
 ]);
 
-/** `SET a = $n, ...` for the given fields, JSON-encoding jsonb columns; values appended to `values`. */
+/** `SET a = $n, ...` for the given fields, JSON-encoding json columns; values appended to `values`. */
 function assignments(fields: Record<string, unknown>, values: unknown[]): string {
   return Object.entries(fields)
     .map(([column, value]) => {
-      values.push(JSONB_COLUMNS.has(column) && value !== null ? JSON.stringify(value) : value);
+      values.push(JSON_COLUMNS.has(column) && value !== null ? JSON.stringify(value) : value);
       return `${column} = $${values.length}`;
     })
     .join(', ');
@@ -166,7 +166,7 @@ export class RunRepository {
 
   async modifyRunMetadata(threadId: string, runId: string, metadata: Record<string, string> | null | undefined): Promise<RunObject | undefined> {
     const { rows } = await this.sql.query<RunObject>(
-      `UPDATE runs SET metadata = CASE WHEN $3 THEN $4::jsonb ELSE metadata END
+      `UPDATE runs SET metadata = CASE WHEN $3 THEN $4::json ELSE metadata END
        WHERE id = $1 AND thread_id = $2 RETURNING ${RUN_COLUMNS}`,
       [runId, threadId, metadata !== undefined, JSON.stringify(metadata ?? {})],
     );
@@ -196,7 +196,7 @@ export class RunRepository {
 
   async addUsage(runId: string, usage: NonNullable<RunObject['usage']>, client: SqlClient = this.sql): Promise<void> {
     await client.query(
-      `UPDATE runs SET usage = jsonb_build_object(
+      `UPDATE runs SET usage = json_build_object(
          'prompt_tokens', COALESCE((usage->>'prompt_tokens')::int, 0) + $2::int,
          'completion_tokens', COALESCE((usage->>'completion_tokens')::int, 0) + $3::int,
          'total_tokens', COALESCE((usage->>'total_tokens')::int, 0) + $4::int)

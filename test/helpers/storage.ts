@@ -1,7 +1,7 @@
 import { cpSync, existsSync, mkdtempSync, renameSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { MIGRATIONS } from '../../src/storage/migrations.js';
 import { openStorage, type Storage } from '../../src/storage/index.js';
 
@@ -23,7 +23,8 @@ export function tempDir(label: string): string {
  * by rename, and the loser's copy is thrown away.
  */
 export async function preparedDataDir(): Promise<string> {
-  const template = join(tmpdir(), `assistd-template-m${MIGRATIONS.length}`);
+  const version = createHash('sha256').update(JSON.stringify(MIGRATIONS)).digest('hex').slice(0, 12);
+  const template = join(tmpdir(), `assistd-template-${version}`);
   if (!existsSync(join(template, 'PG_VERSION'))) {
     const building = `${template}.building-${process.pid}-${randomBytes(4).toString('hex')}`;
     const storage = await openStorage({ dataDir: building });
