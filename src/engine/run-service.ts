@@ -95,6 +95,9 @@ export class RunService {
       parallelToolCalls: request.parallel_tool_calls ?? true,
       reasoningEffort: request.reasoning_effort ?? null,
       expiresAt: nowSeconds() + this.options.settings.runExpirySeconds,
+      // Created held by this process, so no sweeper elsewhere takes it before it starts here.
+      lockedBy: this.owner,
+      lockedUntil: Date.now() + LEASE_MS,
     };
   }
 
@@ -213,7 +216,13 @@ export class RunService {
         );
         step = await this.storage.runs.updateStep(open.id, { step_details: { type: 'tool_calls', tool_calls: calls }, status: 'completed', completed_at: now }, tx);
       }
-      const queued = await this.storage.runs.transition(runId, allowedFrom('queued'), 'queued', { required_action: null }, tx);
+      const queued = await this.storage.runs.transition(
+        runId,
+        allowedFrom('queued'),
+        'queued',
+        { required_action: null, locked_by: this.owner, locked_until: Date.now() + LEASE_MS },
+        tx,
+      );
       if (!queued) throw invalidRequest('The run is no longer awaiting tool outputs.');
       return { run: queued, step };
     });

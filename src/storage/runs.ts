@@ -62,6 +62,9 @@ export interface NewRun {
   parallelToolCalls: boolean;
   reasoningEffort: string | null;
   expiresAt: number;
+  /** The process that will execute the run, holding it until `lockedUntil` (ms). */
+  lockedBy: string;
+  lockedUntil: number;
 }
 
 export class ActiveRunError extends Error {
@@ -100,8 +103,8 @@ export class RunRepository {
       const { rows } = await tx.query<RunObject>(
         `INSERT INTO runs (id, thread_id, assistant_id, created_at, status, expires_at, model, instructions,
            additional_instructions, tools, metadata, temperature, top_p, max_completion_tokens, max_prompt_tokens,
-           truncation_strategy, response_format, tool_choice, parallel_tool_calls, reasoning_effort)
-         VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
+           truncation_strategy, response_format, tool_choice, parallel_tool_calls, reasoning_effort, locked_by, locked_until)
+         VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)
          RETURNING ${RUN_COLUMNS}`,
         [
           newId('run'),
@@ -123,6 +126,8 @@ export class RunRepository {
           JSON.stringify(run.toolChoice),
           run.parallelToolCalls,
           run.reasoningEffort,
+          run.lockedBy,
+          run.lockedUntil,
         ],
       );
       return rows[0]!;
