@@ -74,7 +74,7 @@ export function toList<T extends { id: string }>(data: T[], hasMore: boolean): L
 const ASSISTANT_COLUMNS = `id, 'assistant' AS object, created_at, name, description, model, instructions, tools,
   COALESCE(tool_resources, '{}'::json) AS tool_resources, metadata, temperature, top_p, response_format`;
 const THREAD_COLUMNS = `id, 'thread' AS object, created_at, COALESCE(tool_resources, '{}'::json) AS tool_resources, metadata`;
-const MESSAGE_COLUMNS = `id, 'thread.message' AS object, created_at, thread_id, status, incomplete_details, completed_at,
+export const MESSAGE_COLUMNS = `id, 'thread.message' AS object, created_at, thread_id, status, incomplete_details, completed_at,
   incomplete_at, role, content, assistant_id, run_id, COALESCE(attachments, '[]'::json) AS attachments, metadata`;
 
 /** Data access for every resource, on one SqlClient. Repositories return wire objects. */

@@ -1,8 +1,7 @@
 import type { ListObject, MessageObject, RunObject, RunStatus, RunStepObject, StepDetails } from '../api/objects.js';
 import { newId, nowSeconds } from '../ids.js';
-import { Repositories, toList, type NewMessage, type PageRequest } from './repositories.js';
+import { MESSAGE_COLUMNS, Repositories, listPage, toList, type NewMessage, type PageRequest } from './repositories.js';
 import type { SqlClient } from './sql.js';
-import { listPage } from './repositories.js';
 
 export const ACTIVE_STATUSES: readonly RunStatus[] = ['queued', 'in_progress', 'requires_action', 'cancelling'];
 const TERMINAL_SQL = `('cancelled', 'failed', 'completed', 'incomplete', 'expired')`;
@@ -15,9 +14,6 @@ const RUN_COLUMNS = `id, 'thread.run' AS object, created_at, assistant_id, threa
 
 const STEP_COLUMNS = `id, 'thread.run.step' AS object, created_at, run_id, assistant_id, thread_id, type, status,
   cancelled_at, completed_at, expired_at, failed_at, last_error, step_details, usage, metadata`;
-
-const MESSAGE_COLUMNS = `id, 'thread.message' AS object, created_at, thread_id, status, incomplete_details, completed_at,
-  incomplete_at, role, content, assistant_id, run_id, COALESCE(attachments, '[]'::json) AS attachments, metadata`;
 
 const JSON_COLUMNS = new Set([
   'required_action',
@@ -77,7 +73,7 @@ export class ActiveRunError extends Error {
 }
 
 const UNIQUE_VIOLATION = '23505';
-const FOREIGN_KEY_VIOLATION = '23503';
+export const FOREIGN_KEY_VIOLATION = '23503';
 export class ThreadGoneError extends Error {}
 
 /** Runs, run steps and the messages runs write. */

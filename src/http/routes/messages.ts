@@ -3,13 +3,12 @@ import { createMessageSchema, listMessagesQuerySchema, modifyMessageSchema } fro
 import { parseOrThrow } from '../../api/validation.js';
 import { invalidRequest, notFound } from '../../errors.js';
 import type { Storage } from '../../storage/index.js';
+import { FOREIGN_KEY_VIOLATION } from '../../storage/runs.js';
 import { toNewMessage } from '../content.js';
 import { pageFromQuery } from '../pagination.js';
 
 type ThreadParams = { thread_id: string };
 type MessageParams = { thread_id: string; message_id: string };
-
-const FOREIGN_KEY_VIOLATION = '23503';
 
 export function messageRoutes(app: FastifyInstance, storage: Storage) {
   app.post<{ Params: ThreadParams }>('/threads/:thread_id/messages', async (request) => {
