@@ -109,7 +109,7 @@ function sseChunk(delta: object, finishReason: string | null = null): string {
 
 // ---------------------------------------------------------------- streaming
 
-describe('streaming', () => {
+describe('streaming', { timeout: 10_000 }, () => {
   test('text arrives part by part, each delta before the upstream sends the next', async () => {
     const chunks = ['Hel', 'lo', ' wor', 'ld!'];
     fake.enqueue({ chunks, chunkDelayMs: 40, usage: { prompt_tokens: 11, completion_tokens: 4 } });
@@ -260,7 +260,7 @@ describe('streaming', () => {
 
 // ---------------------------------------------------------------- the request
 
-describe('request', () => {
+describe('request', { timeout: 10_000 }, () => {
   test('every set field reaches the upstream, in OpenAI names', async () => {
     const request: ModelRequest = {
       messages: [
@@ -354,7 +354,7 @@ describe('request', () => {
 
 // ---------------------------------------------------------------- upstream errors
 
-describe('upstream errors', () => {
+describe('upstream errors', { timeout: 10_000 }, () => {
   test('429 with Retry-After seconds → retryable, rate_limit_exceeded, retryAfterMs', async () => {
     fake.enqueue({ status: 429, errorMessage: 'Rate limit reached for gpt-test.', retryAfter: '2' });
     const error = await providerError(run());
@@ -453,7 +453,7 @@ describe('upstream errors', () => {
 
 // ---------------------------------------------------------------- timeouts and cancel
 
-describe('timeouts and cancel', () => {
+describe('timeouts and cancel', { timeout: 10_000 }, () => {
   test('no response headers within timeoutMs → ProviderError, upstream request closed', async () => {
     fake.enqueue({ hang: true });
     const error = await providerError(run(HELLO, { timeoutMs: 150 }));
@@ -491,7 +491,7 @@ describe('timeouts and cancel', () => {
   });
 
   test('abort mid-stream → rejects with an AbortError (not a ProviderError) and closes the upstream request', async () => {
-    fake.enqueue({ chunks: Array.from({ length: 50 }, (_, index) => `w${index} `), chunkDelayMs: 30 });
+    fake.enqueue({ chunks: Array.from({ length: 1_000 }, (_, index) => `w${index} `), chunkDelayMs: 20 });
     const controller = new AbortController();
     const iterator = model().stream(HELLO, { signal: controller.signal })[Symbol.asyncIterator]();
     const first = await iterator.next();
@@ -502,7 +502,7 @@ describe('timeouts and cancel', () => {
     assert.ok(!(error instanceof ProviderError), 'a cancel is not an upstream failure');
     assert.equal((error as Error).name, 'AbortError');
     await upstreamClosed();
-    assert.ok(fake.requests[0]!.chunksSent < 50, 'the upstream stopped sending');
+    assert.ok(fake.requests[0]!.chunksSent < 100, 'the upstream stopped sending');
   });
 
   test('abort before the headers → rejects with the signal reason', async () => {
@@ -534,11 +534,13 @@ describe('timeouts and cancel', () => {
   });
 
   test('breaking out of the loop early closes the upstream request', async () => {
-    fake.enqueue({ chunks: Array.from({ length: 50 }, (_, index) => `w${index} `), chunkDelayMs: 30 });
+    // 20 s of stream: only a closed connection, not the stream's own end, makes this pass in time.
+    fake.enqueue({ chunks: Array.from({ length: 1_000 }, (_, index) => `w${index} `), chunkDelayMs: 20 });
     for await (const part of model().stream(HELLO, { signal: new AbortController().signal })) {
       if (part.type === 'text-delta') break;
     }
     await upstreamClosed();
+    assert.ok(fake.requests[0]!.chunksSent < 100, 'the upstream stopped sending');
   });
 
   test('no timer is left behind by any outcome', async () => {
@@ -571,7 +573,7 @@ describe('timeouts and cancel', () => {
 
 // ---------------------------------------------------------------- the fake itself
 
-describe('fake model', () => {
+describe('fake model', { timeout: 10_000 }, () => {
   test('non-streaming completions in OpenAI shape', async () => {
     fake.enqueue({ toolCalls: [{ id: 'call_x', name: 'f', arguments: '{"a":1}' }], usage: { prompt_tokens: 5, completion_tokens: 6 } });
     const response = await fetch(`${fake.url}/chat/completions`, {

@@ -82,12 +82,27 @@ class Turn {
   messageStep: RunStepObject | undefined;
   messageDone = false;
   text = '';
+  /** What clients have been sent of the message; a retry's answer may repeat it. */
+  streamed = '';
+  private diverged = false;
   toolStep: RunStepObject | undefined;
   readonly calls = new Map<number, { id: string; name: string; arguments: string }>();
   constructor(readonly number: number) {}
   reset() {
     this.text = '';
     this.calls.clear();
+  }
+  /**
+   * The part of `text` clients have not seen. After a broken stream is retried, the new answer
+   * usually starts with what was already streamed: that prefix is not sent twice. An answer that
+   * diverges is sent as it comes; the completed message carries the stored text either way.
+   */
+  unseenText(delta: string): string {
+    if (this.diverged) return delta;
+    if (this.streamed.startsWith(this.text)) return '';
+    if (this.text.startsWith(this.streamed)) return this.text.slice(this.streamed.length);
+    this.diverged = true;
+    return delta;
   }
 }
 
@@ -285,12 +300,15 @@ export class RunExecutor {
         if (part.text === '') continue;
         if (turn.toolStep) continue; // text after tool calls began has no open message to join
         if (!turn.message) await this.startMessage(turn);
-        const first = turn.text === '';
         turn.text += part.text;
+        const value = turn.unseenText(part.text);
+        if (value === '') continue;
+        const first = turn.streamed === '';
+        turn.streamed += value;
         this.publish('thread.message.delta', {
           id: turn.message!.id,
           object: 'thread.message.delta',
-          delta: { content: [{ index: 0, type: 'text', text: first ? { value: part.text, annotations: [] } : { value: part.text } }] },
+          delta: { content: [{ index: 0, type: 'text', text: first ? { value, annotations: [] } : { value } }] },
         });
       } else if (part.type === 'tool-call-delta') {
         if (turn.message && !turn.messageDone) {

@@ -87,7 +87,8 @@ export async function startFakeModel(): Promise<FakeModel> {
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
+    // A deep backlog: benchmarks open a thousand connections at once.
+    server.listen({ port: 0, host: '127.0.0.1', backlog: 4096 }, () => resolve());
   });
   const { port } = server.address() as AddressInfo;
 

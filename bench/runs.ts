@@ -1,0 +1,1236 @@
+/**
+ * Run-engine benchmark: what the Assistants layer adds on top of the model it runs on. Three
+ * processes, so no two of them share an event loop:
+ *
+ *   - the fake model (test/helpers/fake-model.ts) in a child process of its own
+ *     (`node dist/bench/runs.js --fake-model-child`), answering by the requested model name;
+ *   - the real server, `node dist/src/cli.js serve`, as a child process routing `*` to the fake model;
+ *   - this process, the load generator (node:http with a keep-alive http.Agent, SSE parsed as it arrives).
+ *
+ * Measured, on embedded PGlite and, when DATABASE_URL is set, on PostgreSQL (in a fresh database
+ * created for the run and dropped afterwards):
+ *
+ *   1. ttft    time to first token: request sent → first `thread.message.delta` of a streamed run,
+ *              against request sent → first content chunk when calling the fake model directly with
+ *              the same turn; at 1 and 50 concurrent runs (each run on a thread of its own)
+ *   2. long    total time of a streamed run answering 2,000 one-word chunks / the same call made
+ *              directly to the model, p50 over 20 alternating pairs
+ *   3. streams concurrent streamed runs against a slow model (20 chunks, 500 ms apart), opened all at
+ *              once; errors, latency and the server's RSS (VmRSS of the child) before/peak/after
+ *   4. poll    non-streamed run: POST …/runs → GET …/runs/{id} reads `completed`, polled every
+ *              10 ms (first GET right after the POST answers), with an instant model
+ *
+ * It measures and prints; it never judges speed. The exit code is 1 only when something failed (a
+ * server or the fake model not starting, a non-200, an `error` event, a run not ending
+ * `thread.run.completed` + `[DONE]`, a timeout); every failure is printed.
+ *
+ *   npm run bench:runs
+ *   npm run bench:runs -- --backend pglite          one backend only (pglite | postgres)
+ *   npm run bench:runs -- --only ttft --only poll   some sections only (ttft | long | streams | poll)
+ *   npm run bench:runs -- --cpu-prof DIR            run the server children under `node --cpu-prof`
+ *
+ * Environment: DATABASE_URL (adds PostgreSQL), BENCH_TTFT_RUNS (200 per level), BENCH_TTFT_LEVELS
+ * ("1,50"), BENCH_LONG_RUNS (20), BENCH_LONG_CHUNKS (2000), BENCH_STREAMS ("100,500,1000"),
+ * BENCH_POLL_RUNS (100).
+ */
+import { execFileSync, fork, spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import { availableParallelism, cpus, tmpdir } from 'node:os';
+import { join, relative, resolve } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import pg from 'pg';
+import type { FakeTurn } from '../test/helpers/fake-model.js';
+
+const FAKE_CHILD_FLAG = '--fake-model-child';
+const HOST = '127.0.0.1';
+const SELF = fileURLToPath(import.meta.url);
+const CLI = fileURLToPath(new URL('../src/cli.js', import.meta.url));
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+
+// ---- the scripted turns, chosen by the requested model name (the config routes `*` through)
+
+const INSTRUCTIONS = 'You are a helpful assistant. Answer briefly.';
+const USER_TEXT = 'Tell me something about the sea.';
+const TTFT_CHUNKS = 20;
+const SLOW_CHUNKS = 20;
+const SLOW_DELAY_MS = 500;
+
+function positiveInt(name: string, fallback: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value <= 0) {
+    process.stderr.write(`bench: ${name} must be a positive integer, got '${raw}'\n`);
+    process.exit(2);
+  }
+  return value;
+}
+function intList(name: string, fallback: string, max: number): number[] {
+  const raw = process.env[name] || fallback;
+  const values = raw.split(',').map((part) => Number(part.trim()));
+  if (values.some((value) => !Number.isInteger(value) || value < 1 || value > max)) {
+    process.stderr.write(`bench: ${name} must list integers from 1 to ${max}, got '${raw}'\n`);
+    process.exit(2);
+  }
+  return values;
+}
+
+const LONG_CHUNKS = positiveInt('BENCH_LONG_CHUNKS', 2000);
+const words = (count: number, word: string) => Array.from({ length: count }, (_, index) => (index === 0 ? word : ` ${word}`));
+const MODELS = {
+  ttft: 'bench-ttft',
+  long: 'bench-long',
+  slow: 'bench-slow',
+  instant: 'bench-instant',
+} as const;
+const TURNS: Record<string, FakeTurn> = {
+  [MODELS.ttft]: { chunks: words(TTFT_CHUNKS, 'word') },
+  [MODELS.long]: { chunks: words(LONG_CHUNKS, 'tok') },
+  [MODELS.slow]: { chunks: words(SLOW_CHUNKS, 'slow'), chunkDelayMs: SLOW_DELAY_MS },
+  [MODELS.instant]: { chunks: ['Done.'] },
+};
+
+// ---- the fake model child: started by the main process, stops when it goes away
+
+async function fakeModelChild(): Promise<void> {
+  const { startFakeModel } = await import('../test/helpers/fake-model.js');
+  const fake = await startFakeModel();
+  fake.onRequest((request) => {
+    // The fake keeps every request it saw; only the latest few are of any use here.
+    if (fake.requests.length > 64) fake.requests.splice(0, fake.requests.length - 1);
+    const model = (request.body as { model?: unknown } | null)?.model;
+    return TURNS[String(model)] ?? { status: 400, errorMessage: `bench fake model: unknown model '${String(model)}'` };
+  });
+  let closing = false;
+  const stop = () => {
+    if (closing) return;
+    closing = true;
+    const timer = setTimeout(() => process.exit(0), 2_000);
+    timer.unref();
+    void fake.close().finally(() => process.exit(0));
+  };
+  process.on('disconnect', stop);
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+  process.send!({ type: 'ready', url: fake.url });
+}
+
+if (process.argv[2] === FAKE_CHILD_FLAG) {
+  await fakeModelChild();
+} else {
+  await benchMain();
+}
+
+async function benchMain(): Promise<void> {
+  // ---- settings
+
+  const { values: flags } = parseArgs({
+    options: {
+      backend: { type: 'string', multiple: true },
+      only: { type: 'string', multiple: true },
+      'cpu-prof': { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    strict: true,
+  });
+  if (flags.help) {
+    process.stdout.write('Usage: node dist/bench/runs.js [--backend pglite|postgres]... [--only ttft|long|streams|poll]... [--cpu-prof DIR]\n');
+    return;
+  }
+  type Backend = 'pglite' | 'postgres';
+  type Section = 'ttft' | 'long' | 'streams' | 'poll';
+  const SECTIONS: Section[] = ['ttft', 'long', 'streams', 'poll'];
+  const databaseUrl = process.env.DATABASE_URL || undefined;
+  const requestedBackends = (flags.backend ?? []) as string[];
+  for (const name of requestedBackends) {
+    if (name !== 'pglite' && name !== 'postgres') {
+      process.stderr.write(`bench: --backend must be pglite or postgres, got '${name}'\n`);
+      process.exit(2);
+    }
+  }
+  if (requestedBackends.includes('postgres') && databaseUrl === undefined) {
+    process.stderr.write('bench: --backend postgres needs DATABASE_URL\n');
+    process.exit(2);
+  }
+  const BACKENDS: Backend[] = (['pglite', 'postgres'] as const).filter(
+    (backend) => (requestedBackends.length === 0 || requestedBackends.includes(backend)) && (backend === 'pglite' || databaseUrl !== undefined),
+  );
+  const requestedSections = (flags.only ?? []) as string[];
+  for (const name of requestedSections) {
+    if (!SECTIONS.includes(name as Section)) {
+      process.stderr.write(`bench: --only must be one of ${SECTIONS.join(', ')}, got '${name}'\n`);
+      process.exit(2);
+    }
+  }
+  const runs = (section: Section) => requestedSections.length === 0 || requestedSections.includes(section);
+
+  const TTFT_RUNS = positiveInt('BENCH_TTFT_RUNS', 200);
+  const TTFT_LEVELS = intList('BENCH_TTFT_LEVELS', '1,50', 1000);
+  const LONG_RUNS = positiveInt('BENCH_LONG_RUNS', 20);
+  const STREAM_LEVELS = intList('BENCH_STREAMS', '100,500,1000', 5000);
+  const POLL_RUNS = positiveInt('BENCH_POLL_RUNS', 100);
+  const POLL_EVERY_MS = 10;
+
+  const START_TIMEOUT_MS = 120_000;
+  const STOP_TIMEOUT_MS = 20_000;
+  const REQUEST_TIMEOUT_MS = 30_000;
+  /** A slow run takes SLOW_CHUNKS × SLOW_DELAY_MS (10 s) at the model; this bounds a whole level. */
+  const STREAM_TIMEOUT_MS = 180_000;
+  const POLL_TIMEOUT_MS = 15_000;
+
+  const MASTER_KEY = `sk-bench-${randomBytes(12).toString('hex')}`;
+  const AUTH = { authorization: `Bearer ${MASTER_KEY}` };
+
+  const progress = (line: string) => process.stderr.write(`bench: ${line}\n`);
+  const errors: string[] = [];
+  const recordError = (line: string) => {
+    errors.push(line);
+    progress(`ERROR ${line}`);
+  };
+
+  // ---- cleanup: every child and database is registered here so any exit path releases it
+
+  const children = new Set<ChildProcess>();
+  const cleanups: Array<() => Promise<void>> = [];
+  let cleaning: Promise<void> | undefined;
+  const cleanup = (): Promise<void> => {
+    cleaning ??= (async () => {
+      for (const task of cleanups.splice(0).reverse()) await task().catch((error: unknown) => progress(`cleanup: ${String(error)}`));
+    })();
+    return cleaning;
+  };
+  process.on('exit', () => {
+    for (const child of children) child.kill('SIGKILL');
+  });
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => {
+      progress(`${signal} received, stopping children`);
+      void cleanup().finally(() => process.exit(130));
+    });
+  }
+
+  function watchExit(child: ChildProcess) {
+    children.add(child);
+    let exited = false;
+    const exitedPromise = new Promise<void>((done) =>
+      child.once('exit', () => {
+        exited = true;
+        children.delete(child);
+        done();
+      }),
+    );
+    return {
+      isExited: () => exited,
+      stop: async () => {
+        if (exited) return;
+        child.kill('SIGTERM');
+        const timer = setTimeout(() => child.kill('SIGKILL'), STOP_TIMEOUT_MS);
+        await exitedPromise;
+        clearTimeout(timer);
+      },
+    };
+  }
+
+  // ---- /proc accounting (Linux; '-' elsewhere)
+
+  let clockTicks = 100;
+  try {
+    clockTicks = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+  } catch {
+    /* keep the usual 100 */
+  }
+  const processCpuSeconds = (pid: number | undefined): number | undefined => {
+    if (pid === undefined) return undefined;
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      return (Number(fields[11]) + Number(fields[12])) / clockTicks;
+    } catch {
+      return undefined;
+    }
+  };
+  const rssMiB = (pid: number | undefined): number | undefined => {
+    if (pid === undefined) return undefined;
+    try {
+      const match = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+      return match ? Number(match[1]) / 1024 : undefined;
+    } catch {
+      return undefined;
+    }
+  };
+  const hostCpuBusy = (): number | undefined => {
+    try {
+      const numbers = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+      const total = numbers.slice(0, 8).reduce((sum, value) => sum + value, 0);
+      return (total - (numbers[3] ?? 0) - (numbers[4] ?? 0)) / clockTicks;
+    } catch {
+      return undefined;
+    }
+  };
+  const sourceRevision = (): string => {
+    try {
+      const commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+      const dirty = execFileSync('git', ['status', '--porcelain', '--', 'src'], { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+      return dirty.trim() === '' ? commit : `${commit}+dirty src`;
+    } catch {
+      return 'unknown';
+    }
+  };
+  const openFileLimit = (): string => {
+    try {
+      const line = readFileSync('/proc/self/limits', 'utf8').split('\n').find((entry) => entry.startsWith('Max open files'));
+      const parts = line?.trim().split(/\s{2,}/) ?? [];
+      return `${parts[1] ?? '?'} (hard ${parts[2] ?? '?'})`;
+    } catch {
+      return 'unknown';
+    }
+  };
+
+  /** CPU used by each process over a phase, in cores (1.0 = one core busy the whole time). */
+  function cpuMeter(pids: { server?: number; model?: number }) {
+    const wallStart = performance.now();
+    const server = processCpuSeconds(pids.server);
+    const model = processCpuSeconds(pids.model);
+    const gen = process.cpuUsage();
+    const host = hostCpuBusy();
+    return () => {
+      const wall = (performance.now() - wallStart) / 1000;
+      const after = (before: number | undefined, now: number | undefined) =>
+        before === undefined || now === undefined || wall <= 0 ? null : (now - before) / wall;
+      const genUsed = process.cpuUsage(gen);
+      return {
+        server: after(server, processCpuSeconds(pids.server)),
+        model: after(model, processCpuSeconds(pids.model)),
+        gen: (genUsed.user + genUsed.system) / 1e6 / wall,
+        host: after(host, hostCpuBusy()),
+      };
+    };
+  }
+  type Cpu = ReturnType<ReturnType<typeof cpuMeter>>;
+  const cpuCell = (cpu: Cpu) => [cpu.server, cpu.model, cpu.gen, cpu.host].map((value) => (value === null ? '-' : value.toFixed(2))).join('/');
+
+  // ---- HTTP client: one keep-alive agent with as many sockets as asked for
+
+  const agent = new http.Agent({ keepAlive: true, maxSockets: Infinity, maxFreeSockets: 2048 });
+
+  function requestJson(base: string, method: string, path: string, body?: unknown, timeoutMs = REQUEST_TIMEOUT_MS) {
+    return new Promise<{ status: number; json: any; text: string; ms: number }>((resolveResponse, reject) => {
+      const payload = body === undefined ? undefined : JSON.stringify(body);
+      const started = performance.now();
+      const request = http.request(base + path, {
+        method,
+        agent,
+        headers: { ...AUTH, ...(payload === undefined ? {} : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) }) },
+      });
+      const timer = setTimeout(() => request.destroy(new Error(`${method} ${path}: no answer within ${timeoutMs} ms`)), timeoutMs);
+      request.on('error', (error) => {
+        clearTimeout(timer);
+        reject(error);
+      });
+      request.on('response', (response) => {
+        const chunks: Buffer[] = [];
+        response.on('data', (chunk: Buffer) => chunks.push(chunk));
+        response.on('error', (error) => {
+          clearTimeout(timer);
+          reject(error);
+        });
+        response.on('end', () => {
+          clearTimeout(timer);
+          const text = Buffer.concat(chunks).toString('utf8');
+          let json: any = null;
+          try {
+            json = JSON.parse(text);
+          } catch {
+            /* left null */
+          }
+          resolveResponse({ status: response.statusCode ?? 0, json, text, ms: performance.now() - started });
+        });
+      });
+      request.end(payload);
+    });
+  }
+
+  async function api(base: string, method: string, path: string, body?: unknown): Promise<any> {
+    const response = await requestJson(base, method, path, body);
+    if (response.status < 200 || response.status >= 300) throw new Error(`${method} ${path} -> ${response.status}: ${response.text.slice(0, 300)}`);
+    return response.json;
+  }
+
+  interface StreamOutcome {
+    status: number;
+    /** From sending the request: response headers, first token, end of the body (ms). */
+    headersMs: number | null;
+    ttftMs: number | null;
+    totalMs: number;
+    deltas: number;
+    text: string;
+    errorEvents: string[];
+    /** Last `thread.run.*` status event (assistant streams). */
+    lastRunEvent: string | null;
+    completed: boolean;
+    done: boolean;
+    ended: boolean;
+    failure?: string;
+    errorBody?: string;
+  }
+
+  /**
+   * One streamed request, its SSE body parsed as it arrives. `assistant`: the Assistants framing
+   * (`event:` + `data:`), first token = first `thread.message.delta`; `openai`: chat-completion
+   * chunks, first token = first chunk with non-empty `delta.content`.
+   */
+  function streamRequest(
+    url: string,
+    headers: Record<string, string>,
+    body: unknown,
+    kind: 'assistant' | 'openai',
+    options: { collectText?: boolean; timeoutMs: number },
+  ): Promise<StreamOutcome> {
+    return new Promise((resolveOutcome) => {
+      const payload = JSON.stringify(body);
+      const outcome: StreamOutcome = {
+        status: 0,
+        headersMs: null,
+        ttftMs: null,
+        totalMs: 0,
+        deltas: 0,
+        text: '',
+        errorEvents: [],
+        lastRunEvent: null,
+        completed: false,
+        done: false,
+        ended: false,
+      };
+      let settled = false;
+      const started = performance.now();
+      const finish = (failure?: string) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        outcome.totalMs = performance.now() - started;
+        if (failure !== undefined && !outcome.ended) outcome.failure = failure;
+        resolveOutcome(outcome);
+      };
+      const request = http.request(url, {
+        method: 'POST',
+        agent,
+        headers: {
+          ...headers,
+          'content-type': 'application/json',
+          'content-length': String(Buffer.byteLength(payload)),
+          accept: 'text/event-stream',
+        },
+      });
+      const timer = setTimeout(() => {
+        request.destroy(new Error(`no end within ${options.timeoutMs} ms`));
+      }, options.timeoutMs);
+
+      const onBlock = (block: string) => {
+        let event = 'message';
+        let data = '';
+        for (const line of block.split('\n')) {
+          if (line.startsWith('event:')) event = line.slice(6).trim();
+          else if (line.startsWith('data:')) data += (data === '' ? '' : '\n') + line.slice(line.startsWith('data: ') ? 6 : 5);
+        }
+        if (kind === 'assistant') {
+          if (event === 'thread.message.delta') {
+            if (outcome.ttftMs === null) outcome.ttftMs = performance.now() - started;
+            outcome.deltas++;
+            if (options.collectText) {
+              const parsed = JSON.parse(data) as { delta: { content: { text?: { value?: string } }[] } };
+              outcome.text += parsed.delta.content[0]?.text?.value ?? '';
+            }
+          } else if (event === 'done') {
+            if (data === '[DONE]') outcome.done = true;
+          } else if (event === 'error') {
+            outcome.errorEvents.push(data.slice(0, 300));
+          } else if (event.startsWith('thread.run.') && !event.startsWith('thread.run.step')) {
+            outcome.lastRunEvent = event;
+            if (event === 'thread.run.completed') outcome.completed = true;
+          }
+          return;
+        }
+        if (data === '[DONE]') {
+          outcome.done = true;
+          return;
+        }
+        if (data === '') return;
+        let chunk: { choices?: { delta?: { content?: string | null } }[]; error?: unknown };
+        try {
+          chunk = JSON.parse(data);
+        } catch {
+          outcome.errorEvents.push(`unparseable chunk: ${data.slice(0, 200)}`);
+          return;
+        }
+        if (chunk.error) outcome.errorEvents.push(data.slice(0, 300));
+        const content = chunk.choices?.[0]?.delta?.content;
+        if (typeof content === 'string' && content !== '') {
+          if (outcome.ttftMs === null) outcome.ttftMs = performance.now() - started;
+          outcome.deltas++;
+          if (options.collectText) outcome.text += content;
+        }
+        // Chat completions end successfully with a finish reason; `completed` mirrors it.
+        if ((chunk.choices?.[0] as { finish_reason?: string | null } | undefined)?.finish_reason === 'stop') outcome.completed = true;
+      };
+
+      request.on('error', (error) => finish(error.message));
+      request.on('response', (response) => {
+        outcome.status = response.statusCode ?? 0;
+        outcome.headersMs = performance.now() - started;
+        response.setEncoding('utf8');
+        if (outcome.status !== 200) {
+          let text = '';
+          response.on('data', (chunk: string) => {
+            if (text.length < 2000) text += chunk;
+          });
+          response.on('end', () => {
+            outcome.errorBody = text.slice(0, 300);
+            outcome.ended = true;
+            finish();
+          });
+          response.on('error', (error) => finish(error.message));
+          response.on('close', () => finish('connection closed before the body ended'));
+          return;
+        }
+        let buffer = '';
+        response.on('data', (chunk: string) => {
+          buffer += chunk;
+          let start = 0;
+          for (;;) {
+            const end = buffer.indexOf('\n\n', start);
+            if (end === -1) break;
+            onBlock(buffer.slice(start, end));
+            start = end + 2;
+          }
+          if (start > 0) buffer = buffer.slice(start);
+        });
+        response.on('end', () => {
+          if (buffer.trim() !== '') onBlock(buffer);
+          outcome.ended = true;
+          finish();
+        });
+        response.on('error', (error) => finish(error.message));
+        response.on('close', () => finish('connection closed before the body ended'));
+      });
+      request.end(payload);
+    });
+  }
+
+  function describeFailure(outcome: StreamOutcome): string | undefined {
+    if (outcome.failure) return `request failed: ${outcome.failure}`;
+    if (outcome.status !== 200) return `HTTP ${outcome.status}: ${outcome.errorBody ?? ''}`;
+    if (outcome.errorEvents.length > 0) return `error event: ${outcome.errorEvents[0]}`;
+    if (!outcome.completed) return `did not complete (last run event ${outcome.lastRunEvent ?? 'none'})`;
+    if (!outcome.done) return 'no [DONE]';
+    return undefined;
+  }
+
+  // ---- statistics
+
+  const percentile = (values: number[], q: number): number | null => {
+    if (values.length === 0) return null;
+    const sorted = [...values].sort((a, b) => a - b);
+    return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))]!;
+  };
+  const ms = (value: number | null | undefined, digits = 1) => (value === null || value === undefined ? '-' : value.toFixed(digits));
+  const sub = (a: number | null, b: number | null) => (a === null || b === null ? null : a - b);
+
+  function table(header: string[], rows: string[][], leftColumns = 1): string {
+    const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => (row[column] ?? '').length)));
+    const format = (row: string[]) =>
+      row.map((value, column) => (column < leftColumns ? value.padEnd(widths[column]!) : value.padStart(widths[column]!))).join('  ');
+    return [format(header), widths.map((width) => '-'.repeat(width)).join('  '), ...rows.map(format)].join('\n');
+  }
+
+  /** Runs `count` tasks, at most `concurrency` at a time (a closed loop: each worker starts the next when one ends). */
+  async function pool<T>(count: number, concurrency: number, task: (index: number) => Promise<T>): Promise<T[]> {
+    const results: T[] = new Array(count);
+    let next = 0;
+    const worker = async () => {
+      while (next < count) {
+        const index = next++;
+        results[index] = await task(index);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(concurrency, count) }, worker));
+    return results;
+  }
+
+  const sleep = (delay: number) => new Promise((done) => setTimeout(done, delay));
+
+  // ---- children
+
+  /** Children stopped on purpose; any other exit is an error. */
+  const stopping = new WeakSet<ChildProcess>();
+
+  interface FakeChild {
+    url: string;
+    pid: number | undefined;
+    stop(): Promise<void>;
+  }
+
+  async function startFakeChild(): Promise<FakeChild> {
+    const child = fork(SELF, [FAKE_CHILD_FLAG], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    const watched = watchExit(child);
+    cleanups.push(async () => {
+      stopping.add(child);
+      await watched.stop();
+    });
+    const url = await new Promise<string>((resolveUrl, reject) => {
+      const timer = setTimeout(() => reject(new Error('fake model did not start within 30 s')), 30_000);
+      child.once('message', (message: { type?: string; url?: string }) => {
+        clearTimeout(timer);
+        if (message.type === 'ready' && message.url) resolveUrl(message.url);
+        else reject(new Error(`fake model sent ${JSON.stringify(message)}`));
+      });
+      child.once('exit', (code, signal) => {
+        clearTimeout(timer);
+        reject(new Error(`fake model exited (${signal ?? `code ${code}`}) before it was ready`));
+      });
+    });
+    const { hostname } = new URL(url);
+    if (hostname !== HOST) throw new Error(`fake model listens on ${hostname}, expected ${HOST}`);
+    child.on('exit', (code, signal) => {
+      if (!stopping.has(child)) recordError(`fake model exited unexpectedly (${signal ?? `code ${code}`})`);
+    });
+    return {
+      url,
+      pid: child.pid,
+      stop: async () => {
+        stopping.add(child);
+        await watched.stop();
+      },
+    };
+  }
+  interface ServerChild {
+    backend: Backend;
+    url: string;
+    pid: number | undefined;
+    command: string;
+    /** Log lines the server wrote after it started listening. */
+    logLines: string[];
+    logCount: number;
+    exited(): boolean;
+    stop(): Promise<void>;
+  }
+
+  async function startServer(backend: Backend, fakeUrl: string, childDatabaseUrl: string | undefined): Promise<ServerChild> {
+    const workDir = join(tmpdir(), `assistd-bench-runs-${backend}-${process.pid}-${randomBytes(4).toString('hex')}`);
+    mkdirSync(workDir, { recursive: true });
+    cleanups.push(async () => rmSync(workDir, { recursive: true, force: true }));
+    let dataDir: string;
+    if (backend === 'pglite') {
+      const { preparedDataDir } = await import('../test/helpers/storage.js');
+      dataDir = await preparedDataDir();
+      cleanups.push(async () => rmSync(dataDir, { recursive: true, force: true }));
+    } else {
+      dataDir = join(workDir, 'data'); // unused with PostgreSQL, but the CLI resolves it
+    }
+    const configFile = join(workDir, 'config.yaml');
+    const config = {
+      model_list: [{ model_name: '*', litellm_params: { model: 'openai/*', api_base: fakeUrl, api_key: 'x' } }],
+      general_settings: { master_key: MASTER_KEY },
+    };
+    writeFileSync(configFile, JSON.stringify(config, null, 2)); // JSON is YAML
+    const env: NodeJS.ProcessEnv = { ...process.env };
+    delete env.DATABASE_URL;
+    delete env.ASSISTD_DATA_DIR;
+    delete env.ASSISTD_MASTER_KEY;
+    for (const name of Object.keys(env)) if (/_API_(KEY|BASE)$|^OPENAI_BASE_URL$/.test(name)) delete env[name];
+    if (childDatabaseUrl) env.DATABASE_URL = childDatabaseUrl;
+    const nodeArgs: string[] = [];
+    if (flags['cpu-prof']) {
+      const dir = resolve(flags['cpu-prof']);
+      mkdirSync(dir, { recursive: true });
+      nodeArgs.push('--cpu-prof', `--cpu-prof-dir=${dir}`, `--cpu-prof-name=server-runs-${backend}-${process.pid}.cpuprofile`);
+    }
+    const args = [...nodeArgs, CLI, 'serve', '--port', '0', '--host', HOST, '--data-dir', dataDir, '--config', configFile];
+    const command =
+      (childDatabaseUrl ? `DATABASE_URL=${redact(childDatabaseUrl)} ` : '') + `node ${args.map((arg) => (arg.startsWith(ROOT) ? relative(ROOT, arg) : arg)).join(' ')}`;
+    const child = spawn(process.execPath, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const watched = watchExit(child);
+    cleanups.push(async () => {
+      stopping.add(child);
+      await watched.stop();
+    });
+
+    const startup: string[] = [];
+    const server: ServerChild = {
+      backend,
+      url: '',
+      pid: child.pid,
+      command,
+      logLines: [],
+      logCount: 0,
+      exited: watched.isExited,
+      stop: async () => {
+        stopping.add(child);
+        await watched.stop();
+      },
+    };
+    let listening = false;
+    const remember = (line: string) => {
+      if (!listening) {
+        startup.push(line);
+        if (startup.length > 40) startup.shift();
+        return;
+      }
+      server.logCount++;
+      if (server.logLines.length < 20) server.logLines.push(line.slice(0, 500));
+    };
+    createInterface({ input: child.stderr! }).on('line', remember);
+    const lines = createInterface({ input: child.stdout! });
+    server.url = await new Promise<string>((resolveUrl, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no listening line within ${START_TIMEOUT_MS / 1000} s`)), START_TIMEOUT_MS);
+      lines.on('line', (line) => {
+        if (listening && /^assistd: (storage|model): /.test(line)) return; // the start-up banner
+        remember(line);
+        const match = /^assistd: listening on http:\/\/(\S+):(\d+) \(bound to (\S+)\)$/.exec(line);
+        if (!match || listening) return;
+        listening = true;
+        clearTimeout(timer);
+        if (match[1] !== HOST) reject(new Error(`server listens on ${match[1]}, expected ${HOST}`));
+        else resolveUrl(`http://${HOST}:${match[2]}`);
+      });
+      child.once('exit', (code, signal) => {
+        clearTimeout(timer);
+        reject(new Error(`server exited (${signal ?? `code ${code}`}) before listening`));
+      });
+      child.once('error', (error) => {
+        clearTimeout(timer);
+        reject(error);
+      });
+    }).catch(async (error: unknown) => {
+      await server.stop();
+      throw new Error(`${(error as Error).message}\n--- server output ---\n${startup.join('\n')}`);
+    });
+    child.on('exit', (code, signal) => {
+      if (!stopping.has(child)) recordError(`${backend}: server exited unexpectedly (${signal ?? `code ${code}`})`);
+    });
+    return server;
+  }
+
+  function redact(url: string): string {
+    try {
+      const parsed = new URL(url);
+      if (parsed.password) parsed.password = '***';
+      return parsed.toString();
+    } catch {
+      return '(unparseable url)';
+    }
+  }
+
+  async function createBenchDatabase(url: string): Promise<{ url: string; version: string }> {
+    const name = `assistd_bench_runs_${process.pid}`;
+    const admin = new pg.Client({ connectionString: url });
+    await admin.connect();
+    let version: string;
+    try {
+      version = (await admin.query<{ server_version: string }>('SHOW server_version')).rows[0]!.server_version;
+      await admin.query(`DROP DATABASE IF EXISTS "${name}"`);
+      await admin.query(`CREATE DATABASE "${name}"`);
+    } finally {
+      await admin.end();
+    }
+    cleanups.push(async () => {
+      const client = new pg.Client({ connectionString: url });
+      await client.connect();
+      try {
+        await client.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`).catch(() => client.query(`DROP DATABASE IF EXISTS "${name}"`));
+      } finally {
+        await client.end();
+      }
+    });
+    const childUrl = new URL(url);
+    childUrl.pathname = `/${name}`;
+    return { url: childUrl.toString(), version };
+  }
+
+  // ---- workloads
+
+  interface Context {
+    backend: Backend;
+    server: ServerChild;
+    fake: FakeChild;
+    assistantId: string;
+  }
+
+  const chatBody = (model: string) => ({
+    model,
+    messages: [
+      { role: 'system', content: INSTRUCTIONS },
+      { role: 'user', content: USER_TEXT },
+    ],
+    stream: true,
+    stream_options: { include_usage: true },
+  });
+
+  const direct = (ctx: Context, model: string, options: { collectText?: boolean; timeoutMs?: number } = {}) =>
+    streamRequest(`${ctx.fake.url}/chat/completions`, { authorization: 'Bearer x' }, chatBody(model), 'openai', {
+      collectText: options.collectText,
+      timeoutMs: options.timeoutMs ?? REQUEST_TIMEOUT_MS,
+    });
+
+  const streamedRun = (ctx: Context, threadId: string, model: string, options: { collectText?: boolean; timeoutMs?: number } = {}) =>
+    streamRequest(
+      `${ctx.server.url}/v1/threads/${threadId}/runs`,
+      AUTH,
+      { assistant_id: ctx.assistantId, model, stream: true },
+      'assistant',
+      { collectText: options.collectText, timeoutMs: options.timeoutMs ?? REQUEST_TIMEOUT_MS },
+    );
+
+  /** Fresh threads holding one user message each: one active run per thread. */
+  async function createThreads(ctx: Context, count: number): Promise<string[]> {
+    return pool(count, 16, async () => {
+      const thread = await api(ctx.server.url, 'POST', '/v1/threads', { messages: [{ role: 'user', content: USER_TEXT }] });
+      return thread.id as string;
+    });
+  }
+
+  /** Counts failures of a batch as errors, with the first few described. */
+  function checkOutcomes(label: string, outcomes: StreamOutcome[]): number {
+    const failures = outcomes.map(describeFailure).filter((failure): failure is string => failure !== undefined);
+    if (failures.length > 0) {
+      const kinds = new Map<string, number>();
+      for (const failure of failures) {
+        const key = failure.replace(/(run|msg|thread|step)_[A-Za-z0-9]+/g, '$1_…').slice(0, 160);
+        kinds.set(key, (kinds.get(key) ?? 0) + 1);
+      }
+      recordError(`${label}: ${failures.length} of ${outcomes.length} failed: ${[...kinds].slice(0, 5).map(([kind, count]) => `${count}× ${kind}`).join('; ')}`);
+    }
+    return failures.length;
+  }
+
+  // 1. time to first token
+  interface TtftRow {
+    backend: Backend;
+    concurrency: number;
+    runs: number;
+    direct: number[];
+    run: number[];
+    errors: number;
+    cpuDirect: Cpu;
+    cpuRun: Cpu;
+  }
+  async function measureTtft(ctx: Context, concurrency: number): Promise<TtftRow> {
+    const warmup = Math.max(10, concurrency);
+    const threads = await createThreads(ctx, warmup + TTFT_RUNS);
+    const label = `${ctx.backend} ttft x${concurrency}`;
+    progress(`${label}: warm-up (${warmup} direct, ${warmup} runs), then ${TTFT_RUNS} direct calls and ${TTFT_RUNS} runs`);
+    let errorsSeen = 0;
+    errorsSeen += checkOutcomes(`${label} warm-up direct`, await pool(warmup, concurrency, () => direct(ctx, MODELS.ttft)));
+    errorsSeen += checkOutcomes(`${label} warm-up runs`, await pool(warmup, concurrency, (index) => streamedRun(ctx, threads[index]!, MODELS.ttft)));
+
+    let meter = cpuMeter({ server: ctx.server.pid, model: ctx.fake.pid });
+    const directOutcomes = await pool(TTFT_RUNS, concurrency, () => direct(ctx, MODELS.ttft));
+    const cpuDirect = meter();
+    meter = cpuMeter({ server: ctx.server.pid, model: ctx.fake.pid });
+    const runOutcomes = await pool(TTFT_RUNS, concurrency, (index) => streamedRun(ctx, threads[warmup + index]!, MODELS.ttft));
+    const cpuRun = meter();
+    errorsSeen += checkOutcomes(`${label} direct`, directOutcomes);
+    errorsSeen += checkOutcomes(`${label} runs`, runOutcomes);
+    const firsts = (outcomes: StreamOutcome[]) =>
+      outcomes.filter((outcome) => describeFailure(outcome) === undefined && outcome.ttftMs !== null).map((outcome) => outcome.ttftMs!);
+    return {
+      backend: ctx.backend,
+      concurrency,
+      runs: TTFT_RUNS,
+      direct: firsts(directOutcomes),
+      run: firsts(runOutcomes),
+      errors: errorsSeen,
+      cpuDirect,
+      cpuRun,
+    };
+  }
+
+  // 2. total time for a long answer
+  interface LongRow {
+    backend: Backend;
+    pairs: number;
+    direct: number[];
+    run: number[];
+    ratios: number[];
+    runDeltas: number;
+    errors: number;
+    cpu: Cpu;
+  }
+  async function measureLong(ctx: Context): Promise<LongRow> {
+    const warmup = 3;
+    const threads = await createThreads(ctx, warmup + LONG_RUNS);
+    const expected = words(LONG_CHUNKS, 'tok').join('');
+    const label = `${ctx.backend} long`;
+    progress(`${label}: ${warmup} warm-up pairs, then ${LONG_RUNS} pairs (direct, then run) of ${LONG_CHUNKS} chunks`);
+    let errorsSeen = 0;
+    const row: LongRow = { backend: ctx.backend, pairs: LONG_RUNS, direct: [], run: [], ratios: [], runDeltas: 0, errors: 0, cpu: cpuMeter({})() };
+    let meter = cpuMeter({});
+    for (let index = 0; index < warmup + LONG_RUNS; index++) {
+      if (index === warmup) meter = cpuMeter({ server: ctx.server.pid, model: ctx.fake.pid });
+      const directOutcome = await direct(ctx, MODELS.long, { collectText: true });
+      const runOutcome = await streamedRun(ctx, threads[index]!, MODELS.long, { collectText: true, timeoutMs: 120_000 });
+      errorsSeen += checkOutcomes(`${label} direct #${index}`, [directOutcome]);
+      errorsSeen += checkOutcomes(`${label} run #${index}`, [runOutcome]);
+      for (const [name, outcome] of [['direct', directOutcome], ['run', runOutcome]] as const) {
+        if (describeFailure(outcome) === undefined && outcome.text !== expected) {
+          errorsSeen++;
+          recordError(`${label} ${name} #${index}: streamed text differs from the model's (${outcome.text.length} chars, expected ${expected.length})`);
+        }
+      }
+      if (index < warmup) continue;
+      if (describeFailure(directOutcome) === undefined && describeFailure(runOutcome) === undefined) {
+        row.direct.push(directOutcome.totalMs);
+        row.run.push(runOutcome.totalMs);
+        row.ratios.push(runOutcome.totalMs / directOutcome.totalMs);
+        row.runDeltas = runOutcome.deltas;
+      }
+    }
+    row.cpu = meter();
+    row.errors = errorsSeen;
+    return row;
+  }
+
+  // 3. concurrent slow streams
+  interface StreamsRow {
+    backend: Backend;
+    opened: number;
+    ok: number;
+    errors: number;
+    failureKinds: string;
+    headers: number[];
+    ttft: number[];
+    total: number[];
+    wallMs: number;
+    rssBefore: number | undefined;
+    rssPeak: number | undefined;
+    rssAfter: number | undefined;
+    cpu: Cpu;
+  }
+  async function measureStreams(ctx: Context, count: number): Promise<StreamsRow> {
+    const label = `${ctx.backend} streams x${count}`;
+    progress(`${label}: creating ${count} threads`);
+    const threads = await createThreads(ctx, count);
+    await sleep(1_000);
+    const rssBefore = rssMiB(ctx.server.pid);
+    let rssPeak = rssBefore;
+    const sampler = setInterval(() => {
+      const now = rssMiB(ctx.server.pid);
+      if (now !== undefined && (rssPeak === undefined || now > rssPeak)) rssPeak = now;
+    }, 100);
+    progress(`${label}: opening ${count} streamed runs at once (${SLOW_CHUNKS} chunks ${SLOW_DELAY_MS} ms apart each)`);
+    const meter = cpuMeter({ server: ctx.server.pid, model: ctx.fake.pid });
+    const started = performance.now();
+    const outcomes = await Promise.all(threads.map((threadId) => streamedRun(ctx, threadId, MODELS.slow, { timeoutMs: STREAM_TIMEOUT_MS })));
+    const wallMs = performance.now() - started;
+    const cpu = meter();
+    clearInterval(sampler);
+    const rssEnd = rssMiB(ctx.server.pid);
+    if (rssEnd !== undefined && (rssPeak === undefined || rssEnd > rssPeak)) rssPeak = rssEnd;
+    await sleep(2_000);
+    const rssAfter = rssMiB(ctx.server.pid);
+    const failures = outcomes.map(describeFailure).filter((failure): failure is string => failure !== undefined);
+    const kinds = new Map<string, number>();
+    for (const failure of failures) {
+      const key = failure.replace(/(run|msg|thread|step)_[A-Za-z0-9]+/g, '$1_…').slice(0, 120);
+      kinds.set(key, (kinds.get(key) ?? 0) + 1);
+    }
+    if (failures.length > 0) checkOutcomes(label, outcomes);
+    const good = outcomes.filter((outcome) => describeFailure(outcome) === undefined);
+    return {
+      backend: ctx.backend,
+      opened: count,
+      ok: good.length,
+      errors: failures.length,
+      failureKinds: [...kinds].map(([kind, n]) => `${n}× ${kind}`).join('; '),
+      headers: outcomes.filter((outcome) => outcome.headersMs !== null).map((outcome) => outcome.headersMs!),
+      ttft: good.map((outcome) => outcome.ttftMs!).filter((value) => value !== null),
+      total: good.map((outcome) => outcome.totalMs),
+      wallMs,
+      rssBefore,
+      rssPeak,
+      rssAfter,
+      cpu,
+    };
+  }
+
+  // 4. poll latency
+  interface PollRow {
+    backend: Backend;
+    runs: number;
+    latency: number[];
+    create: number[];
+    polls: number[];
+    errors: number;
+    cpu: Cpu;
+  }
+  async function measurePoll(ctx: Context): Promise<PollRow> {
+    const warmup = 5;
+    const threads = await createThreads(ctx, warmup + POLL_RUNS);
+    const label = `${ctx.backend} poll`;
+    progress(`${label}: ${warmup} warm-up + ${POLL_RUNS} runs, GET every ${POLL_EVERY_MS} ms until completed`);
+    const row: PollRow = { backend: ctx.backend, runs: POLL_RUNS, latency: [], create: [], polls: [], errors: 0, cpu: cpuMeter({})() };
+    let meter = cpuMeter({});
+    for (let index = 0; index < warmup + POLL_RUNS; index++) {
+      if (index === warmup) meter = cpuMeter({ server: ctx.server.pid, model: ctx.fake.pid });
+      const threadId = threads[index]!;
+      const started = performance.now();
+      try {
+        const created = await requestJson(ctx.server.url, 'POST', `/v1/threads/${threadId}/runs`, { assistant_id: ctx.assistantId, model: MODELS.instant });
+        if (created.status !== 200) throw new Error(`create -> ${created.status}: ${created.text.slice(0, 200)}`);
+        const runId = created.json.id as string;
+        const createMs = performance.now() - started;
+        let status = created.json.status as string;
+        let polls = 0;
+        while (status !== 'completed') {
+          if (['failed', 'cancelled', 'expired', 'incomplete'].includes(status)) throw new Error(`run ended ${status}: ${JSON.stringify(created.json.last_error ?? null)}`);
+          if (performance.now() - started > POLL_TIMEOUT_MS) throw new Error(`not completed within ${POLL_TIMEOUT_MS} ms (status ${status})`);
+          if (polls > 0) await sleep(POLL_EVERY_MS);
+          const read = await requestJson(ctx.server.url, 'GET', `/v1/threads/${threadId}/runs/${runId}`);
+          polls++;
+          if (read.status !== 200) throw new Error(`GET run -> ${read.status}: ${read.text.slice(0, 200)}`);
+          status = read.json.status as string;
+        }
+        if (index >= warmup) {
+          row.latency.push(performance.now() - started);
+          row.create.push(createMs);
+          row.polls.push(polls);
+        }
+      } catch (error) {
+        row.errors++;
+        recordError(`${label} #${index}: ${(error as Error).message}`);
+      }
+    }
+    row.cpu = meter();
+    return row;
+  }
+
+  // ---- main
+
+  const revision = sourceRevision();
+  const environment = {
+    node: process.version,
+    platform: `${process.platform}/${process.arch}`,
+    cpus: availableParallelism(),
+    cpuModel: cpus()[0]?.model.trim() ?? 'unknown',
+  };
+  const ttftRows: TtftRow[] = [];
+  const longRows: LongRow[] = [];
+  const streamRows: StreamsRow[] = [];
+  const pollRows: PollRow[] = [];
+  const commands: string[] = [];
+  const serverLogs: string[] = [];
+  let postgresVersion: string | null = null;
+  let fakePid: number | undefined;
+  let slowBaseline: { ttftMs: number; totalMs: number } | undefined;
+
+  commands.push(`bench:       node ${relative(ROOT, SELF)} ${process.argv.slice(2).join(' ')}`.trimEnd());
+
+  try {
+    progress('starting the fake model child');
+    const fake = await startFakeChild();
+    fakePid = fake.pid;
+    commands.push(`fake model:  node ${relative(ROOT, SELF)} ${FAKE_CHILD_FLAG}   (pid ${fake.pid}, ${fake.url})`);
+
+    for (const backend of BACKENDS) {
+      let server: ServerChild | undefined;
+      try {
+        let childUrl: string | undefined;
+        if (backend === 'postgres') {
+          const database = await createBenchDatabase(databaseUrl!);
+          childUrl = database.url;
+          postgresVersion = database.version;
+        }
+        progress(`${backend}: starting server`);
+        const startedAt = Date.now();
+        server = await startServer(backend, fake.url, childUrl);
+        commands.push(`server (${backend}): ${server.command}   (pid ${server.pid})`);
+        progress(`${backend}: listening on ${server.url} after ${((Date.now() - startedAt) / 1000).toFixed(1)} s`);
+        const assistant = await api(server.url, 'POST', '/v1/assistants', { model: MODELS.ttft, name: 'bench', instructions: INSTRUCTIONS });
+        const ctx: Context = { backend, server, fake, assistantId: assistant.id };
+
+        if (runs('ttft')) for (const level of TTFT_LEVELS) ttftRows.push(await measureTtft(ctx, level));
+        if (runs('long')) longRows.push(await measureLong(ctx));
+        if (runs('poll')) pollRows.push(await measurePoll(ctx));
+        if (runs('streams')) {
+          if (slowBaseline === undefined) {
+            progress('slow model alone: one direct call for the baseline');
+            const outcome = await direct(ctx, MODELS.slow, { timeoutMs: 60_000 });
+            if (checkOutcomes('slow model direct baseline', [outcome]) === 0) slowBaseline = { ttftMs: outcome.ttftMs!, totalMs: outcome.totalMs };
+          }
+          for (const level of STREAM_LEVELS) {
+            if (server.exited()) break;
+            streamRows.push(await measureStreams(ctx, level));
+          }
+        }
+      } catch (error) {
+        recordError(`${backend}: ${(error as Error).message ?? String(error)}`);
+      } finally {
+        if (server) {
+          await server.stop();
+          if (server.logCount > 0) {
+            serverLogs.push(`${backend} server wrote ${server.logCount} log line(s) while running; first ${server.logLines.length}:`);
+            serverLogs.push(...server.logLines.map((line) => `  ${line}`));
+          }
+        }
+      }
+    }
+  } catch (error) {
+    recordError((error as Error).stack ?? String(error));
+  } finally {
+    await cleanup();
+    agent.destroy();
+  }
+
+  // ---- report
+
+  const out: string[] = [];
+  out.push(
+    `assistd run-engine benchmark (${revision}): node ${environment.node} on ${environment.platform}, ${environment.cpus} CPUs (${environment.cpuModel})`,
+  );
+  out.push(
+    `backends: ${BACKENDS.map((backend) => (backend === 'postgres' ? `postgres (PostgreSQL ${postgresVersion ?? '?'}, fresh database)` : 'pglite (embedded)')).join(', ')}` +
+      (databaseUrl === undefined ? '; PostgreSQL not run (DATABASE_URL unset)' : ''),
+  );
+  out.push(
+    `processes: load generator (this, pid ${process.pid}), fake model (separate child, pid ${fakePid ?? '?'}), server (child per backend); all on ${HOST}; open-file limit ${openFileLimit()}`,
+  );
+  out.push('commands:');
+  for (const command of commands) out.push(`  ${command}`);
+  out.push(`  config:      model_list: [{model_name: "*", litellm_params: {model: "openai/*", api_base: <fake>/v1, api_key: x}}], general_settings: {master_key: <random>}`);
+  out.push('cpu column: cores busy during the measured phase, server/model/load-generator/whole-host; times in ms');
+
+  if (ttftRows.length > 0) {
+    out.push('');
+    out.push(`1. time to first token: request sent -> first thread.message.delta (run) vs first content chunk (direct); turn = ${TTFT_CHUNKS} one-word chunks, no delay`);
+    out.push('   added = run percentile - direct percentile (the two are measured in separate phases at the same concurrency, so not paired)');
+    out.push(
+      table(
+        ['backend', 'conc', 'runs', 'direct p50', 'direct p99', 'run p50', 'run p99', 'added p50', 'added p99', 'errors', 'cpu direct', 'cpu run'],
+        ttftRows.map((row) => {
+          const dp50 = percentile(row.direct, 0.5);
+          const dp99 = percentile(row.direct, 0.99);
+          const rp50 = percentile(row.run, 0.5);
+          const rp99 = percentile(row.run, 0.99);
+          return [
+            row.backend,
+            String(row.concurrency),
+            String(row.runs),
+            ms(dp50, 2),
+            ms(dp99, 2),
+            ms(rp50, 2),
+            ms(rp99, 2),
+            ms(sub(rp50, dp50), 2),
+            ms(sub(rp99, dp99), 2),
+            String(row.errors),
+            cpuCell(row.cpuDirect),
+            cpuCell(row.cpuRun),
+          ];
+        }),
+      ),
+    );
+  }
+  if (longRows.length > 0) {
+    out.push('');
+    out.push(`2. total time for a ${LONG_CHUNKS}-chunk answer (one short word per chunk, no delay), direct call then streamed run, sequential pairs`);
+    out.push(
+      table(
+        ['backend', 'pairs', 'direct p50', 'run p50', 'run p99', 'ratio p50 (per pair)', 'ratio of p50s', 'deltas/run', 'errors', 'cpu'],
+        longRows.map((row) => {
+          const dp50 = percentile(row.direct, 0.5);
+          const rp50 = percentile(row.run, 0.5);
+          return [
+            row.backend,
+            String(row.pairs),
+            ms(dp50),
+            ms(rp50),
+            ms(percentile(row.run, 0.99)),
+            ms(percentile(row.ratios, 0.5), 2),
+            dp50 && rp50 ? (rp50 / dp50).toFixed(2) : '-',
+            String(row.runDeltas),
+            String(row.errors),
+            cpuCell(row.cpu),
+          ];
+        }),
+      ),
+    );
+  }
+  if (streamRows.length > 0) {
+    out.push('');
+    out.push(
+      `3. concurrent streamed runs opened at once, slow model (${SLOW_CHUNKS} chunks, every SSE event ${SLOW_DELAY_MS} ms apart); ok = 200 + thread.run.completed + [DONE], no error event`,
+    );
+    out.push(
+      `   the slow model alone (one direct call): first content chunk ${ms(slowBaseline?.ttftMs, 0)} ms, body ended ${ms(slowBaseline?.totalMs, 0)} ms`,
+    );
+    out.push('   headers/ttft/total: from sending each request; RSS of the server child in MiB; per run = (peak - before) / opened');
+    out.push(
+      table(
+        ['backend', 'opened', 'ok', 'errors', 'headers p50', 'headers max', 'ttft p50', 'ttft p99', 'ttft max', 'total p50', 'total max', 'wall s', 'rss before', 'rss peak', 'rss after', 'MiB/run', 'cpu'],
+        streamRows.map((row) => [
+          row.backend,
+          String(row.opened),
+          String(row.ok),
+          String(row.errors),
+          ms(percentile(row.headers, 0.5), 0),
+          ms(percentile(row.headers, 1), 0),
+          ms(percentile(row.ttft, 0.5), 0),
+          ms(percentile(row.ttft, 0.99), 0),
+          ms(percentile(row.ttft, 1), 0),
+          ms(percentile(row.total, 0.5), 0),
+          ms(percentile(row.total, 1), 0),
+          (row.wallMs / 1000).toFixed(1),
+          ms(row.rssBefore, 0),
+          ms(row.rssPeak, 0),
+          ms(row.rssAfter, 0),
+          row.rssBefore !== undefined && row.rssPeak !== undefined ? ((row.rssPeak - row.rssBefore) / row.opened).toFixed(3) : '-',
+          cpuCell(row.cpu),
+        ]),
+      ),
+    );
+    for (const backend of BACKENDS) {
+      const rows = streamRows.filter((row) => row.backend === backend);
+      if (rows.length === 0) continue;
+      const clean = rows.filter((row) => row.errors === 0).map((row) => row.opened);
+      out.push(`   ${backend}: largest level with zero errors: ${clean.length > 0 ? Math.max(...clean) : 'none'} (levels tried: ${rows.map((row) => row.opened).join(', ')})`);
+      for (const row of rows.filter((entry) => entry.errors > 0)) out.push(`   ${backend} x${row.opened} failures: ${row.failureKinds}`);
+    }
+  }
+  if (pollRows.length > 0) {
+    out.push('');
+    out.push(`4. non-streamed run, instant model: POST .../runs sent -> GET .../runs/{id} answers completed (first GET when the POST answers, then every ${POLL_EVERY_MS} ms)`);
+    out.push(
+      table(
+        ['backend', 'runs', 'p50', 'p99', 'max', 'POST p50', 'GETs p50', 'GETs max', 'errors', 'cpu'],
+        pollRows.map((row) => [
+          row.backend,
+          String(row.runs),
+          ms(percentile(row.latency, 0.5), 2),
+          ms(percentile(row.latency, 0.99), 2),
+          ms(percentile(row.latency, 1), 2),
+          ms(percentile(row.create, 0.5), 2),
+          ms(percentile(row.polls, 0.5), 0),
+          ms(percentile(row.polls, 1), 0),
+          String(row.errors),
+          cpuCell(row.cpu),
+        ]),
+      ),
+    );
+  }
+  if (serverLogs.length > 0) {
+    out.push('');
+    out.push(...serverLogs);
+  }
+  out.push('');
+  if (errors.length > 0) {
+    out.push(`ERRORS (${errors.length}):`);
+    for (const error of errors) out.push(`  ${error}`);
+  } else {
+    out.push('no errors');
+  }
+  process.stdout.write(`${out.join('\n')}\n`);
+  process.exitCode = errors.length > 0 ? 1 : 0;
+}
