@@ -365,10 +365,11 @@ describe('runs: polling and streaming', () => {
       assert.deepEqual(finalRun, await h.client.beta.threads.runs.retrieve(finalRun.id, { thread_id: thread.id }));
       assert.equal(finalMessages.length, 1);
       assert.equal(finalMessages[0].content[0].text.value, 'Hello, world!');
-      assert.equal(finalMessages[0].status, 'completed');
       const stored = await h.client.beta.threads.messages.retrieve(finalMessages[0].id, { thread_id: thread.id });
+      assert.equal(stored.status, 'completed');
       assert.deepEqual(stored.content, textContent('Hello, world!'));
-      // 7.x takes the message.completed event as the final snapshot (4.x keeps its accumulated delta copy).
+      // 7.x takes the message.completed event as the final snapshot; 4.x keeps its own copy
+      // accumulated from message.created and the deltas (status in_progress, content with `index`).
       if (sdk === '7.x') assert.deepEqual(finalMessages[0], stored);
     });
   }
@@ -1106,20 +1107,74 @@ describe('runs: upstream trouble (model_max_retries 1, model_timeout_seconds 1)'
     assert.equal(messages.data.length, 1);
     assert.equal(messages.data[0]!.status, 'completed');
     assert.deepEqual(messages.data[0]!.content, textContent('Recovered answer.'));
+    const steps = await h.client.beta.threads.runs.steps.list(result.id, { thread_id: thread.id });
+    assert.deepEqual(steps.data.map((step) => [step.type, step.status]), [['message_creation', 'completed']]);
   });
 
-  test('a broken stream retried while a client streams: the message.delta events the client got compose the stored message', async () => {
-    const tag = newTag();
-    h.script(tag, { text: 'Partial words that never finish', breakAfterChunks: 3 }, { text: 'Recovered answer.' });
-    const thread = await h.client.beta.threads.create({ messages: [{ role: 'user', content: `Stream ${tag}` }] });
-    const stream = h.client.beta.threads.runs.stream(thread.id, { assistant_id: assistant.id });
-    const deltas: string[] = [];
-    stream.on('textDelta', (delta) => deltas.push(delta.value ?? ''));
+  /** Runs a stream and returns the text each message's deltas composed, by message id. */
+  async function streamedTexts(threadId: string) {
+    const stream = h.client.beta.threads.runs.stream(threadId, { assistant_id: assistant.id });
+    const texts = new Map<string, string>();
+    stream.on('event', (event) => {
+      if (event.event !== 'thread.message.delta') return;
+      for (const part of event.data.delta.content ?? []) {
+        if (part.type === 'text') texts.set(event.data.id, (texts.get(event.data.id) ?? '') + (part.text?.value ?? ''));
+      }
+    });
     const finalRun = await withTimeout(stream.finalRun(), 'finalRun', 20_000);
+    return { finalRun, texts };
+  }
+
+  test('a broken stream retried with a different answer: each message the client saw is stored as it was streamed', async () => {
+    const tag = newTag();
+    h.script(tag, { text: 'Partial words that never finish', breakAfterChunks: 3 }, { text: 'Recovered answer.' }, { text: 'Next.' });
+    const thread = await h.client.beta.threads.create({ messages: [{ role: 'user', content: `Stream ${tag}` }] });
+    const { finalRun, texts } = await streamedTexts(thread.id);
     assert.equal(finalRun.status, 'completed');
-    const [message] = await stream.finalMessages();
-    assert.deepEqual(message!.content, textContent('Recovered answer.'));
-    assert.equal(deltas.join(''), 'Recovered answer.', `deltas streamed to the client: ${JSON.stringify(deltas)}`);
+    const stored = await h.client.beta.threads.messages.list(thread.id, { run_id: finalRun.id, order: 'asc' });
+    assert.deepEqual(
+      stored.data.map((message) => [message.status, message.incomplete_details?.reason ?? null, message.content]),
+      [
+        ['incomplete', 'run_failed', textContent('Partial words')],
+        ['completed', null, textContent('Recovered answer.')],
+      ],
+    );
+    assert.deepEqual(
+      stored.data.map((message) => texts.get(message.id)),
+      ['Partial words', 'Recovered answer.'],
+      'the deltas of each message compose exactly what is stored',
+    );
+    // The cut-off text is not part of the model's history afterwards.
+    await h.client.beta.threads.messages.create(thread.id, { role: 'user', content: `Again ${tag}` });
+    await h.client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: assistant.id });
+    const history = JSON.stringify(h.requests(tag).at(-1)!.body.messages);
+    assert.ok(history.includes('Recovered answer.') && !history.includes('Partial words'), history);
+  });
+
+  test('a broken stream retried with the same answer: the repeated prefix is not sent twice, one message', async () => {
+    const tag = newTag();
+    h.script(tag, { text: 'Same words each time, in full', breakAfterChunks: 3 }, { text: 'Same words each time, in full' });
+    const thread = await h.client.beta.threads.create({ messages: [{ role: 'user', content: `Stream ${tag}` }] });
+    const { finalRun, texts } = await streamedTexts(thread.id);
+    assert.equal(finalRun.status, 'completed');
+    const stored = await h.client.beta.threads.messages.list(thread.id, { run_id: finalRun.id });
+    assert.equal(stored.data.length, 1);
+    assert.deepEqual(stored.data[0]!.content, textContent('Same words each time, in full'));
+    assert.equal(texts.get(stored.data[0]!.id), 'Same words each time, in full');
+  });
+
+  test('stream(): an upstream 400 ends the stream with thread.run.failed carrying last_error', async () => {
+    const tag = newTag();
+    h.script(tag, { status: 400, errorMessage: 'Rejected upstream.' });
+    const thread = await h.client.beta.threads.create({ messages: [{ role: 'user', content: `Fail ${tag}` }] });
+    const stream = h.client.beta.threads.runs.stream(thread.id, { assistant_id: assistant.id });
+    const events: string[] = [];
+    stream.on('event', (event) => events.push(event.event));
+    const finalRun = await withTimeout(stream.finalRun(), 'finalRun');
+    assert.deepEqual(events, ['thread.run.created', 'thread.run.queued', 'thread.run.in_progress', 'thread.run.failed']);
+    assert.equal(finalRun.status, 'failed');
+    assert.equal(finalRun.last_error?.code, 'invalid_prompt');
+    assert.deepEqual(finalRun, await h.client.beta.threads.runs.retrieve(finalRun.id, { thread_id: thread.id }));
   });
 
   test('an upstream that hangs (model_timeout_seconds 1) → retried, then failed; the hung requests are aborted', async () => {

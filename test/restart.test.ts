@@ -355,6 +355,13 @@ async function killedMidStream(store: Store, resumeMs: number) {
   });
   const during = await api(first, 'GET', `/threads/${thread.id}/runs/${run.id}`);
   assert.equal(during.status, 'in_progress');
+  // The answer being written is on the thread already: a restart that kept it would show two.
+  const partial = await waitUntil('the in-progress assistant message', REQUEST_MS, async () => {
+    const [message] = await assistantMessages(first, thread.id);
+    return message;
+  });
+  assert.equal(partial.status, 'in_progress');
+  assert.equal(partial.run_id, run.id);
   await first.child.kill9();
   const [cut] = requestsFor(marker);
   assert.ok(cut!.chunksSent < SLOW_CHUNKS.length + 2, `the first model call was cut off (${cut!.chunksSent} chunks sent)`);
@@ -429,38 +436,41 @@ describe('restart safety: kill -9 and start again (PGlite)', () => {
 
   test('killed right after a run was created, before it started: it completes after the restart', async () => {
     const store = await pgliteStore();
-    const marker = newMarker('queued');
-    const first = await serve(store);
-    const { assistant, thread } = await setUp(first, marker);
-    const answer = 'Answered by the restarted server.';
-    script(marker, { text: answer });
-    const run = await api(first, 'POST', `/threads/${thread.id}/runs`, { assistant_id: assistant.id });
-    await first.child.kill9();
-    assert.equal(run.status, 'queued');
+    let server = await serve(store);
+    const statusesAtKill: string[] = [];
+    // The kill follows the create response at once, which in practice is before the executor
+    // moves the run on; should it lose that race, the attempt still has to end well, and another
+    // is made (up to three) so that the queued case is the one exercised.
+    for (let attempt = 0; attempt < 3 && !statusesAtKill.includes('queued'); attempt++) {
+      const marker = newMarker(`queued${attempt}`);
+      const { assistant, thread } = await setUp(server, marker);
+      const answer = `Answered by the restarted server (${attempt}).`;
+      script(marker, { text: answer });
+      const run = await api(server, 'POST', `/threads/${thread.id}/runs`, { assistant_id: assistant.id });
+      await server.child.kill9();
+      assert.equal(run.status, 'queued');
 
-    // What the dead process left behind, read from a copy so the restart sees the crashed files as they are.
-    const copy = scratchDir('copy');
-    cpSync(store.dataDir, copy, { recursive: true });
-    const inspection = await openStorage({ dataDir: copy });
-    const atKill = (await inspection.runs.getRunById(run.id))?.status;
-    await inspection.close();
-    const modelCalledBeforeKill = requestsFor(marker).length > 0;
+      // What the dead process left behind, read from a copy so the restart finds the crashed files untouched.
+      const copy = scratchDir('copy');
+      cpSync(store.dataDir, copy, { recursive: true });
+      const inspection = await openStorage({ dataDir: copy });
+      const atKill = (await inspection.runs.getRunById(run.id))?.status;
+      await inspection.close();
+      rmSync(copy, { recursive: true, force: true });
+      assert.ok(atKill === 'queued' || atKill === 'in_progress', `status at kill: ${atKill}`);
+      statusesAtKill.push(atKill);
+      const modelCalledBeforeKill = requestsFor(marker).length > 0;
+      if (atKill === 'queued') assert.equal(modelCalledBeforeKill, false);
 
-    const second = await serve(store);
-    const { run: ended, seen } = await pollRun(second, thread.id, run.id, PGLITE_RESUME_MS);
-    assert.equal(ended.status, 'completed', `status at kill: ${atKill}; statuses seen: ${seen.join(' → ')}; ${JSON.stringify(ended.last_error)}`);
-    await assertOneAnswer(second, thread.id, run.id, answer);
-    if (modelCalledBeforeKill) {
-      // The first process got as far as asking the model; its call was cut off and redone.
-      assert.equal(requestsFor(marker).length, 2);
-    } else {
-      assert.equal(requestsFor(marker).length, 1);
+      server = await serve(store);
+      const { run: ended, seen } = await pollRun(server, thread.id, run.id, PGLITE_RESUME_MS);
+      assert.equal(ended.status, 'completed', `status at kill: ${atKill}; statuses seen: ${seen.join(' → ')}; ${JSON.stringify(ended.last_error)}`);
+      await assertOneAnswer(server, thread.id, run.id, answer);
+      // A model call the first process had begun was cut off and made again.
+      assert.equal(requestsFor(marker).length, modelCalledBeforeKill ? 2 : 1);
     }
-    assert.ok(atKill === 'queued' || atKill === 'in_progress', `status at kill: ${atKill}`);
-    // The scenario is only what it says when the run had not started; the kill follows the
-    // create response at once, which in practice is before the executor moves it on.
-    assert.equal(atKill, 'queued', 'the run was still queued when the process died (else this test did not exercise that case)');
-    await second.child.kill9();
+    assert.ok(statusesAtKill.includes('queued'), `a run was still queued when the process died (statuses at kill: ${statusesAtKill.join(', ')})`);
+    await server.child.kill9();
   });
 });
 

@@ -1,3 +1,4 @@
+import { fileURLToPath } from 'node:url';
 /**
  * The Assistants stream, byte for byte against OpenAI's own examples.
  *
@@ -37,7 +38,8 @@ import { http, startTestServer, type TestServer } from './helpers/server.js';
 type Json = any;
 
 /** The spec's stream examples; not (yet) copied into the repository. */
-const FIXTURE_DIR = process.env.ASSISTD_SSE_FIXTURES ?? '/work/shared/spec/sse';
+// Copies of the spec's three published streams (shared/spec/sse/*.fixed.sse), kept with the tests.
+const FIXTURE_DIR = process.env.ASSISTD_SSE_FIXTURES ?? fileURLToPath(new URL('../../test/fixtures/sse', import.meta.url));
 const WAIT_MS = 20_000;
 
 type FixtureName = 'stream-example' | 'thread-and-run-stream-example' | 'submit-stream-example';

@@ -32,6 +32,10 @@ function textOf(message: MessageObject): string {
     .join('\n');
 }
 
+/** A message cut off by a failed model call: clients saw it, the model's history leaves it out. */
+export const isAbandoned = (message: MessageObject) =>
+  message.status === 'incomplete' && message.incomplete_details?.reason === 'run_failed';
+
 /** A stored thread message as a chat message; image URLs pass through to vision models. */
 export function toChatMessage(message: MessageObject): ChatMessage {
   if (message.role === 'assistant') return { role: 'assistant', content: textOf(message) };
@@ -74,7 +78,7 @@ export function stepsToChat(steps: (RunStepObject & { turn: number })[], message
       const details = steps[index]!.step_details;
       if (details.type === 'message_creation') {
         const message = messages.get(details.message_creation.message_id);
-        if (message) text += textOf(message);
+        if (message && !isAbandoned(message)) text += textOf(message);
       } else {
         for (const call of details.tool_calls) {
           calls.push({ id: call.id, type: 'function', function: { name: call.function.name, arguments: call.function.arguments } });
@@ -102,7 +106,10 @@ export function buildPrompt(input: {
 }): BuiltPrompt {
   const system = [input.run.instructions, input.additionalInstructions].filter((text) => text).join('\n\n');
   const head: ChatMessage[] = system ? [{ role: 'system', content: system }] : [];
-  let history = input.threadMessages.map(toChatMessage).filter((message) => message.content !== '');
+  let history = input.threadMessages
+    .filter((message) => !isAbandoned(message))
+    .map(toChatMessage)
+    .filter((message) => message.content !== '');
   const strategy = input.run.truncation_strategy;
   if (strategy.type === 'last_messages' && strategy.last_messages !== null) {
     history = strategy.last_messages > 0 ? history.slice(-strategy.last_messages) : [];

@@ -84,7 +84,6 @@ class Turn {
   text = '';
   /** What clients have been sent of the message; a retry's answer may repeat it. */
   streamed = '';
-  private diverged = false;
   toolStep: RunStepObject | undefined;
   readonly calls = new Map<number, { id: string; name: string; arguments: string }>();
   constructor(readonly number: number) {}
@@ -93,16 +92,14 @@ class Turn {
     this.calls.clear();
   }
   /**
-   * The part of `text` clients have not seen. After a broken stream is retried, the new answer
-   * usually starts with what was already streamed: that prefix is not sent twice. An answer that
-   * diverges is sent as it comes; the completed message carries the stored text either way.
+   * The part of `text` clients have not seen, or `undefined` when a retried answer no longer
+   * matches what was already streamed. A retry usually repeats the cut-off prefix: it is not sent
+   * twice.
    */
-  unseenText(delta: string): string {
-    if (this.diverged) return delta;
+  unseenText(): string | undefined {
     if (this.streamed.startsWith(this.text)) return '';
     if (this.text.startsWith(this.streamed)) return this.text.slice(this.streamed.length);
-    this.diverged = true;
-    return delta;
+    return undefined;
   }
 }
 
@@ -301,10 +298,22 @@ export class RunExecutor {
         if (turn.toolStep) continue; // text after tool calls began has no open message to join
         if (!turn.message) await this.startMessage(turn);
         turn.text += part.text;
-        const value = turn.unseenText(part.text);
+        let value = turn.unseenText();
+        if (value === undefined) {
+          // A retry that says something else than clients already saw: the seen text stays as an
+          // incomplete message of its own, and the new answer streams into a new one.
+          const answer = turn.text;
+          turn.text = turn.streamed;
+          const events = await this.deps.storage.sql.transaction((tx) => this.endMessage(turn, tx, 'run_failed'));
+          for (const [event, data] of events) this.publish(event, data);
+          Object.assign(turn, { message: undefined, messageStep: undefined, messageDone: false, streamed: '', text: answer });
+          await this.startMessage(turn);
+          value = answer;
+        }
         if (value === '') continue;
         const first = turn.streamed === '';
-        turn.streamed += value;
+        // Text only counts as seen when a stream is listening; unseen text a retry may replace.
+        if (this.deps.bus.hasSubscribers(this.runId)) turn.streamed += value;
         this.publish('thread.message.delta', {
           id: turn.message!.id,
           object: 'thread.message.delta',
@@ -385,7 +394,6 @@ export class RunExecutor {
               tool_calls: calls.map((call) => ({ id: call.id, type: 'function', function: { name: call.function.name, arguments: call.function.arguments } })),
             },
           },
-          expires_at: nowSeconds() + this.deps.settings.runExpirySeconds,
         },
         tx,
       );

@@ -94,7 +94,7 @@ export class RunService {
       toolChoice,
       parallelToolCalls: request.parallel_tool_calls ?? true,
       reasoningEffort: request.reasoning_effort ?? null,
-      expiresAt: nowSeconds() + this.options.settings.runExpirySeconds,
+      expiresAfterSeconds: this.options.settings.runExpirySeconds,
       // Created held by this process, so no sweeper elsewhere takes it before it starts here.
       lockedBy: this.owner,
       lockedUntil: Date.now() + LEASE_MS,

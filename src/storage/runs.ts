@@ -57,7 +57,8 @@ export interface NewRun {
   toolChoice: unknown;
   parallelToolCalls: boolean;
   reasoningEffort: string | null;
-  expiresAt: number;
+  /** The run expires this long after it is created unless it has ended (OpenAI: 10 minutes). */
+  expiresAfterSeconds: number;
   /** The process that will execute the run, holding it until `lockedUntil` (ms). */
   lockedBy: string;
   lockedUntil: number;
@@ -96,6 +97,7 @@ export class RunRepository {
     const work = async (tx: SqlClient) => {
       const messages = new Repositories(tx);
       for (const message of additionalMessages) await messages.createMessage(run.threadId, message);
+      const createdAt = nowSeconds();
       const { rows } = await tx.query<RunObject>(
         `INSERT INTO runs (id, thread_id, assistant_id, created_at, status, expires_at, model, instructions,
            additional_instructions, tools, metadata, temperature, top_p, max_completion_tokens, max_prompt_tokens,
@@ -106,8 +108,8 @@ export class RunRepository {
           newId('run'),
           run.threadId,
           run.assistantId,
-          nowSeconds(),
-          run.expiresAt,
+          createdAt,
+          createdAt + run.expiresAfterSeconds,
           run.model,
           run.instructions,
           run.additionalInstructions,

@@ -30,11 +30,9 @@ export function messageRoutes(app: FastifyInstance, storage: Storage) {
   app.get<{ Params: ThreadParams }>('/threads/:thread_id/messages', async (request) => {
     const threadId = request.params.thread_id;
     const query = pageFromQuery(request.query, listMessagesQuerySchema);
-    const [thread, list] = await Promise.all([
-      storage.getThread(threadId),
-      storage.listMessages(threadId, { ...query, runId: query.run_id as string | undefined }),
-    ]);
-    if (!thread) throw notFound('thread', threadId);
+    const list = await storage.listMessages(threadId, { ...query, runId: query.run_id as string | undefined });
+    // A message references its thread, so only an empty page leaves the thread's existence open.
+    if (list.data.length === 0 && !(await storage.getThread(threadId))) throw notFound('thread', threadId);
     return list;
   });
 

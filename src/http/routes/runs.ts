@@ -69,8 +69,8 @@ export function runRoutes(app: FastifyInstance, storage: Storage, service: RunSe
   app.get<{ Params: ThreadParams }>('/threads/:thread_id/runs', async (request) => {
     const threadId = request.params.thread_id;
     const page = pageFromQuery(request.query);
-    const [thread, list] = await Promise.all([storage.getThread(threadId), storage.runs.listRuns(threadId, page)]);
-    if (!thread) throw await service.runNotFound(threadId, '');
+    const list = await storage.runs.listRuns(threadId, page);
+    if (list.data.length === 0 && !(await storage.getThread(threadId))) throw notFound('thread', threadId);
     return list;
   });
 
@@ -112,8 +112,11 @@ export function runRoutes(app: FastifyInstance, storage: Storage, service: RunSe
   app.get<{ Params: RunParams }>('/threads/:thread_id/runs/:run_id/steps', async (request) => {
     const { thread_id: threadId, run_id: runId } = request.params;
     const page = pageFromQuery(request.query);
-    const [run, list] = await Promise.all([storage.runs.getRun(threadId, runId), storage.runs.listSteps(runId, page)]);
-    if (!run) throw await service.runNotFound(threadId, runId);
+    const list = await storage.runs.listSteps(runId, page);
+    // Steps are listed by run id alone: the thread in the path must still be the run's own.
+    if ((list.data.length === 0 || list.data[0]!.thread_id !== threadId) && !(await storage.runs.getRun(threadId, runId))) {
+      throw await service.runNotFound(threadId, runId);
+    }
     return list;
   });
 
