@@ -41,7 +41,7 @@ for (const backend of BACKENDS) {
         const { rows } = await storage.sql.query("SELECT 1 FROM pg_available_extensions WHERE name = 'vector'");
         if (rows.length === 0) return; // pgvector not installed on this server: required only by file_search
       }
-      await storage.sql.exec('CREATE EXTENSION IF NOT EXISTS vector');
+      await storage.sql.exec('CREATE EXTENSION IF NOT EXISTS vector WITH SCHEMA public');
       const { rows } = await storage.sql.query<{ distance: number }>(
         "SELECT '[1,0,0]'::vector <-> '[0,1,0]'::vector AS distance",
       );

@@ -28,7 +28,7 @@ export function postgresClient(connectionString: string, options: { schema?: str
     connectionString,
     max: options.max ?? 10,
     // search_path per connection lets test suites isolate themselves in a schema of their own
-    options: options.schema ? `-c search_path=${options.schema}` : undefined,
+    options: options.schema ? `-c search_path=${options.schema},public` : undefined,
     types: {
       getTypeParser: ((oid: number, format?: string) =>
         oid === INT8_OID ? parseInt8 : pg.types.getTypeParser(oid, format as 'text')) as typeof pg.types.getTypeParser,
