@@ -165,7 +165,10 @@ export class RunExecutor {
         return; // shutdown: the run stays in progress and is resumed by the next owner
       }
       this.deps.log.error({ err: error, runId: this.runId }, 'run failed');
-      await this.fail(undefined, { code: 'server_error', message: 'The server had an error while processing the run.' }).catch(() => {});
+      const message = 'The server had an error while processing the run.';
+      await this.fail(this.currentTurn, { code: 'server_error', message }).catch(() => {});
+      // A fault of ours, not the model's: streams also get the `error` event the SDKs raise.
+      this.publish('error', { code: 'server_error', message, param: null, type: 'server_error' });
     }
   }
 

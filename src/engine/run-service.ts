@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { FunctionToolCall, RunObject, RunStepObject, ThreadObject } from '../api/objects.js';
 import type { CreateMessage, CreateRun, CreateThreadAndRun, Tool } from '../api/schemas.js';
 import type { AssistdSettings } from '../config.js';
-import { ApiError, invalidRequest, notFound } from '../errors.js';
+import { invalidRequest, notFound } from '../errors.js';
 import { nowSeconds } from '../ids.js';
 import type { ModelRegistry } from '../providers/registry.js';
 import type { Storage } from '../storage/index.js';
@@ -101,17 +101,13 @@ export class RunService {
     };
   }
 
-  private activeRunError(error: ActiveRunError): ApiError {
-    return invalidRequest(`Thread ${error.threadId} already has an active run ${error.runId ?? ''}.`.replace(' .', '.'));
-  }
-
   async createRun(threadId: string, request: CreateRun): Promise<RunObject> {
     if (!(await this.storage.getThread(threadId))) throw notFound('thread', threadId);
     const run = await this.newRun(threadId, request);
     try {
       return await this.storage.runs.createRun(run, (request.additional_messages ?? []).map(this.options.toNewMessage));
     } catch (error) {
-      if (error instanceof ActiveRunError) throw this.activeRunError(error);
+      if (error instanceof ActiveRunError) throw invalidRequest(error.message);
       if (error instanceof ThreadGoneError) throw notFound('thread', threadId);
       throw error;
     }
