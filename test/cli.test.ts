@@ -1,3 +1,4 @@
+import { hostname } from 'node:os';
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -596,7 +597,7 @@ router_settings:
     test('a stale lock left by a dead process is taken over (and so is an unreadable one)', async () => {
       const dir = await dataDir();
       const pid = deadPid();
-      writeFileSync(join(dir, 'assistd.lock'), JSON.stringify({ pid, host: 'somewhere' }));
+      writeFileSync(join(dir, 'assistd.lock'), JSON.stringify({ pid, host: hostname() }));
       const first = await serve(['--data-dir', dir]);
       try {
         assert.equal(JSON.parse(readFileSync(join(dir, 'assistd.lock'), 'utf8')).pid, first.cli.proc.pid);
@@ -615,6 +616,17 @@ router_settings:
       }
       await assertStopped(second.cli);
       assert.equal(existsSync(join(dir, 'assistd.lock')), false);
+    });
+
+    test('a lock written on another host is respected, whatever its pid, and the message says how to clear it', async () => {
+      const dir = scratchDir('foreign');
+      mkdirSync(dir, { recursive: true });
+      writeFileSync(join(dir, 'assistd.lock'), JSON.stringify({ pid: deadPid(), host: 'another-container' }));
+      const cli = new Cli(['serve', '--port', '0', '--data-dir', dir]);
+      assert.notEqual((await cli.waitExit()).code, 0);
+      assert.match(cli.stderr, /in use by another assistd process \(pid \d+ on host another-container\)/);
+      assert.match(cli.stderr, /delete .*assistd\.lock/);
+      assert.equal(JSON.parse(readFileSync(join(dir, 'assistd.lock'), 'utf8')).host, 'another-container');
     });
 
     test('a lock held by a live process is respected', async () => {

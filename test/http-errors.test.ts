@@ -320,8 +320,8 @@ const VALIDATION: ValidationCase[] = [
   },
   {
     path: A,
-    body: { model: 'm', reasoning_effort: 'max' },
-    message: "Invalid value: 'max'. Supported values are: 'minimal', 'low', 'medium', and 'high'.",
+    body: { model: 'm', reasoning_effort: 'extreme' },
+    message: "Invalid value: 'extreme'. Supported values are: 'none', 'minimal', 'low', 'medium', 'high', 'xhigh', and 'max'.",
     param: 'reasoning_effort',
     code: 'invalid_value',
   },

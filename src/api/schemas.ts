@@ -112,7 +112,7 @@ export const responseFormatSchema = z.union([
 
 const temperature = z.number().min(0).max(2).nullable();
 const topP = z.number().min(0).max(1).nullable();
-const reasoningEffort = z.enum(['minimal', 'low', 'medium', 'high']).nullable();
+const reasoningEffort = z.enum(['none', 'minimal', 'low', 'medium', 'high', 'xhigh', 'max']).nullable();
 
 const assistantFields = {
   model: z.string().min(1),
@@ -227,10 +227,12 @@ export type ListQuery = z.infer<typeof listQuerySchema>;
 
 export const listMessagesQuerySchema = listQuerySchema.extend({ run_id: idSchema.optional() });
 
+const MAX_INT32 = 2_147_483_647;
+
 const truncationStrategySchema = z
   .object({
     type: z.enum(['auto', 'last_messages']),
-    last_messages: z.number().int().min(1).nullable().optional(),
+    last_messages: z.number().int().min(1).max(MAX_INT32).nullable().optional(),
   })
   .strict();
 
@@ -253,8 +255,8 @@ const runFields = {
   temperature: temperature.optional(),
   top_p: topP.optional(),
   stream: z.boolean().nullable().optional(),
-  max_prompt_tokens: z.number().int().min(1).nullable().optional(),
-  max_completion_tokens: z.number().int().min(1).nullable().optional(),
+  max_prompt_tokens: z.number().int().min(1).max(MAX_INT32).nullable().optional(),
+  max_completion_tokens: z.number().int().min(1).max(MAX_INT32).nullable().optional(),
   truncation_strategy: truncationStrategySchema.nullable().optional(),
   tool_choice: toolChoiceSchema.nullable().optional(),
   parallel_tool_calls: z.boolean().optional(),
@@ -265,7 +267,7 @@ export const createRunSchema = z
   .object({
     assistant_id: z.string().min(1),
     additional_instructions: z.string().max(256_000).nullable().optional(),
-    additional_messages: z.array(createMessageSchema).nullable().optional(),
+    additional_messages: z.array(createMessageSchema).max(32).nullable().optional(),
     ...runFields,
   })
   .strict();

@@ -75,6 +75,8 @@ export function stepsToChat(steps: (RunStepObject & { turn: number })[], message
     const calls: NonNullable<Extract<ChatMessage, { role: 'assistant' }>['tool_calls']> = [];
     const outputs: ChatMessage[] = [];
     for (; index < steps.length && steps[index]!.turn === turn; index++) {
+      // A step that failed (tool calls of a cut-off attempt) never reached the conversation.
+      if (steps[index]!.status === 'failed') continue;
       const details = steps[index]!.step_details;
       if (details.type === 'message_creation') {
         const message = messages.get(details.message_creation.message_id);

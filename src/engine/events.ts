@@ -9,46 +9,46 @@ export interface RunEvent {
 
 export type RunEventListener = (event: RunEvent) => void;
 
-/** Fan-out of run events to subscribers in this process, plus "this pass is over" notices. */
+/**
+ * Fan-out of run events to subscribers in this process. Each subscriber belongs to one execution
+ * pass (the one its request started) and is ended when that pass ends, not an earlier one.
+ */
 export class RunEventBus {
-  private readonly listeners = new Map<string, Set<RunEventListener>>();
-  private readonly passEnd = new Map<string, Set<() => void>>();
+  private readonly subscribers = new Map<string, Set<{ pass: number; listener: RunEventListener; onEnd: () => void }>>();
 
-  subscribe(runId: string, listener: RunEventListener, onPassEnd: () => void): () => void {
-    let set = this.listeners.get(runId);
-    if (!set) this.listeners.set(runId, (set = new Set()));
-    set.add(listener);
-    let ends = this.passEnd.get(runId);
-    if (!ends) this.passEnd.set(runId, (ends = new Set()));
-    ends.add(onPassEnd);
+  subscribe(runId: string, pass: number, listener: RunEventListener, onEnd: () => void): () => void {
+    let set = this.subscribers.get(runId);
+    if (!set) this.subscribers.set(runId, (set = new Set()));
+    const subscriber = { pass, listener, onEnd };
+    set.add(subscriber);
     return () => {
-      set.delete(listener);
-      if (set.size === 0) this.listeners.delete(runId);
-      ends.delete(onPassEnd);
-      if (ends.size === 0) this.passEnd.delete(runId);
+      set.delete(subscriber);
+      if (set.size === 0 && this.subscribers.get(runId) === set) this.subscribers.delete(runId);
     };
   }
 
   hasSubscribers(runId: string): boolean {
-    return this.listeners.has(runId);
+    return this.subscribers.has(runId);
   }
 
   publish(runId: string, event: RunEvent): void {
-    const set = this.listeners.get(runId);
+    const set = this.subscribers.get(runId);
     if (!set) return;
-    for (const listener of set) {
+    for (const subscriber of set) {
       try {
-        listener(event);
+        subscriber.listener(event);
       } catch {
         // a failing subscriber (a closed socket) must not stop the run
       }
     }
   }
 
-  /** The execution pass ended (requires_action or a terminal status): streams close. */
-  endPass(runId: string): void {
-    const ends = this.passEnd.get(runId);
-    if (!ends) return;
-    for (const end of [...ends]) end();
+  /** Pass `pass` of the run ended (requires_action, a terminal status, or shutdown): its streams close. */
+  endPass(runId: string, pass: number): void {
+    const set = this.subscribers.get(runId);
+    if (!set) return;
+    for (const subscriber of [...set]) {
+      if (subscriber.pass === pass) subscriber.onEnd();
+    }
   }
 }

@@ -27,6 +27,13 @@ export interface EngineDeps {
 /** Why an executor was stopped from outside. */
 export type StopReason = 'cancel' | 'shutdown';
 
+/** A status write found the run no longer where this pass left it (cancelled, deleted, ...). */
+class TransitionLost extends Error {
+  constructor(to: string) {
+    super(`the run changed before it could move to ${to}`);
+  }
+}
+
 export class StopSignal extends Error {
   constructor(readonly reason: StopReason) {
     super(`run stopped: ${reason}`);
@@ -129,9 +136,11 @@ export class RunExecutor {
     this.deps.bus.publish(this.runId, { event, data });
   }
 
+  /** Moves the run to `to`, or throws `TransitionLost` when another writer changed it first. */
   private async transition(to: RunObject['status'], fields: Record<string, unknown> = {}, client?: SqlClient) {
     const updated = await this.runs.transition(this.runId, allowedFrom(to), to, fields, client);
-    if (updated) this.run = updated;
+    if (!updated) throw new TransitionLost(to);
+    this.run = updated;
     return updated;
   }
 
@@ -146,7 +155,7 @@ export class RunExecutor {
     try {
       if (this.run.status === 'cancelling') return await this.finishCancelled();
       if (this.run.status === 'queued') {
-        if (!(await this.transition('in_progress', { started_at: this.run.started_at ?? nowSeconds() }))) return;
+        await this.transition('in_progress', { started_at: this.run.started_at ?? nowSeconds() });
         this.publish('thread.run.in_progress', this.run);
       }
       if (this.run.status !== 'in_progress') return;
@@ -162,8 +171,21 @@ export class RunExecutor {
       if (error instanceof StopSignal || this.signal.aborted) {
         const reason = error instanceof StopSignal ? error.reason : (this.signal.reason as StopSignal | undefined)?.reason;
         if (reason === 'cancel') return await this.finishCancelled();
-        return; // shutdown: the run stays in progress and is resumed by the next owner
+        // Shutdown: the run stays in progress and the next owner resumes it; streams are told.
+        this.publish('error', {
+          code: 'server_error',
+          message: 'The server is shutting down; the run resumes when it is back. Retrieve the run to follow it.',
+          param: null,
+          type: 'server_error',
+        });
+        return;
       }
+      // Whatever went wrong, a run that was cancelled meanwhile ends cancelled, and a run that is
+      // gone (its thread deleted) ends here without a word.
+      const current = await this.runs.getRunById(this.runId).catch(() => undefined);
+      if (!current) return;
+      if (current.status === 'cancelling') return await this.finishCancelled();
+      if (error instanceof TransitionLost) return;
       this.deps.log.error({ err: error, runId: this.runId }, 'run failed');
       const message = 'The server had an error while processing the run.';
       await this.fail(this.currentTurn, { code: 'server_error', message }).catch(() => {});
@@ -178,7 +200,8 @@ export class RunExecutor {
       const last = steps.at(-1);
       const lastTurn = last?.turn ?? -1;
       // Resumed after the final message was written: nothing is left to ask the model.
-      if (last && last.type === 'message_creation' && last.status === 'completed' && !steps.some((step) => step.turn === lastTurn && step.type === 'tool_calls')) {
+      const lastTurnCalls = steps.some((step) => step.turn === lastTurn && step.type === 'tool_calls' && step.status !== 'failed');
+      if (last && last.type === 'message_creation' && last.status === 'completed' && !lastTurnCalls) {
         await this.transition('completed', { completed_at: nowSeconds(), expires_at: null, required_action: null });
         this.publish('thread.run.completed', this.run);
         return;
@@ -241,7 +264,17 @@ export class RunExecutor {
         const wait = error.retryAfterMs !== null ? Math.min(RETRY_AFTER_CAP_MS, Math.max(error.retryAfterMs, 0)) : backoff;
         this.deps.log.warn({ runId: this.runId, attempt: attempt + 1, wait, err: error.message }, 'retrying model call');
         await sleep(wait, this.signal);
-        // What a broken attempt streamed is replaced by the retry's answer.
+        // What a broken attempt streamed is replaced by the retry's answer; tool calls it began
+        // are dropped (their step fails) and the retry decides afresh.
+        if (turn.toolStep) {
+          const step = await this.runs.updateStep(turn.toolStep.id, {
+            status: 'failed',
+            failed_at: nowSeconds(),
+            last_error: { code: 'server_error', message: 'The model call was cut off; it was retried.' },
+          });
+          if (step) this.publish('thread.run.step.failed', step);
+          turn.toolStep = undefined;
+        }
         turn.reset();
       }
     }
@@ -355,6 +388,8 @@ export class RunExecutor {
         usage = part.usage;
       }
     }
+    // A cancel that arrived as the stream ended still wins over completing the run.
+    this.signal.throwIfAborted();
     // Upstreams that report no usage are counted here, with the same tokenizer as max_prompt_tokens.
     if (!usage) {
       const completion = countMessageTokens({ role: 'assistant', content: turn.text }) +

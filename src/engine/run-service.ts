@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { FunctionToolCall, RunObject, RunStepObject, ThreadObject } from '../api/objects.js';
+import type { RunObject, RunStepObject, ThreadObject } from '../api/objects.js';
 import type { CreateMessage, CreateRun, CreateThreadAndRun, Tool } from '../api/schemas.js';
 import type { AssistdSettings } from '../config.js';
 import { invalidRequest, notFound } from '../errors.js';
@@ -7,7 +7,7 @@ import { nowSeconds } from '../ids.js';
 import type { ModelRegistry } from '../providers/registry.js';
 import type { Storage } from '../storage/index.js';
 import { Repositories, type NewMessage } from '../storage/repositories.js';
-import { ActiveRunError, ThreadGoneError, type NewRun } from '../storage/runs.js';
+import { ActiveRunError, ThreadGoneError, leaseUntilSql, type NewRun } from '../storage/runs.js';
 import { RunEventBus, type RunEvent } from './events.js';
 import { RunExecutor, StopSignal, finishCancellation, type EngineDeps } from './execute-run.js';
 import { allowedFrom, isTerminal } from './run-state.js';
@@ -27,6 +27,7 @@ export interface RunServiceOptions {
 }
 
 interface ActiveRun {
+  pass: number;
   controller: AbortController;
   done: Promise<void>;
 }
@@ -42,6 +43,7 @@ export class RunService {
   private readonly deps: EngineDeps;
   private timer: NodeJS.Timeout | undefined;
   private ticks = 0;
+  private passes = 0;
   private closing = false;
 
   constructor(private readonly options: RunServiceOptions) {
@@ -97,7 +99,7 @@ export class RunService {
       expiresAfterSeconds: this.options.settings.runExpirySeconds,
       // Created held by this process, so no sweeper elsewhere takes it before it starts here.
       lockedBy: this.owner,
-      lockedUntil: Date.now() + LEASE_MS,
+      leaseMs: LEASE_MS,
     };
   }
 
@@ -131,17 +133,19 @@ export class RunService {
   // ---- executing
 
   /**
-   * Executes the run's next pass in this process unless one is running here already. Resolves
-   * when the pass ends; streams subscribed to the run are then closed.
+   * Starts the run's next execution pass in this process and returns its number. A pass still
+   * finishing here is waited for first, so two passes of one run never overlap in a process (and
+   * the lease keeps other processes out).
    */
-  execute(runId: string): Promise<void> {
-    const existing = this.active.get(runId);
-    if (existing) return existing.done;
+  execute(runId: string): number {
+    const previous = this.active.get(runId);
+    const pass = ++this.passes;
     const controller = new AbortController();
     const done = (async () => {
+      if (previous) await previous.done;
       try {
-        if (this.closing) return;
-        if (!(await this.storage.runs.claim(runId, this.owner, Date.now() + LEASE_MS))) return;
+        if (this.closing && !controller.signal.aborted) return;
+        if (!(await this.storage.runs.claim(runId, this.owner, LEASE_MS))) return;
         try {
           await new RunExecutor(this.deps, runId, controller.signal).execute();
         } finally {
@@ -154,21 +158,30 @@ export class RunService {
           data: { code: 'server_error', message: 'The server had an error while processing the run.', param: null, type: 'server_error' },
         });
       } finally {
-        this.active.delete(runId);
-        this.bus.endPass(runId);
+        if (this.active.get(runId)?.pass === pass) this.active.delete(runId);
+        this.bus.endPass(runId, pass);
       }
     })();
-    this.active.set(runId, { controller, done });
-    return done;
+    this.active.set(runId, { pass, controller, done });
+    return pass;
   }
 
-  /** Subscribes to the run's events until its current pass ends. */
-  subscribe(runId: string, listener: (event: RunEvent) => void, onEnd: () => void): () => void {
-    const unsubscribe = this.bus.subscribe(runId, listener, () => {
+  /**
+   * Starts the run's next pass with `listener` subscribed to it until it ends. A client that goes
+   * away calls the returned function; the run goes on.
+   */
+  stream(runId: string, listener: (event: RunEvent) => void, onEnd: () => void): () => void {
+    const pass = this.execute(runId);
+    const unsubscribe = this.bus.subscribe(runId, pass, listener, () => {
       unsubscribe();
       onEnd();
     });
     return unsubscribe;
+  }
+
+  /** Resolves when every pass running in this process has ended (tests, benchmarks). */
+  async idle(): Promise<void> {
+    while (this.active.size > 0) await Promise.all([...this.active.values()].map((run) => run.done));
   }
 
   // ---- tool outputs, cancel, modify
@@ -199,30 +212,19 @@ export class RunService {
       throw invalidRequest(`Expected tool outputs for call_ids ${JSON.stringify(pending)}, got ${JSON.stringify([...given.keys()])}`, 'tool_outputs');
     }
     const now = nowSeconds();
-    const result = await this.storage.sql.transaction(async (tx) => {
-      const { rows } = await tx.query<{ id: string; step_details: { tool_calls: FunctionToolCall[] } }>(
-        `SELECT id, step_details FROM run_steps WHERE run_id = $1 AND type = 'tool_calls' AND status = 'in_progress' ORDER BY seq DESC LIMIT 1`,
-        [runId],
-      );
-      let step: RunStepObject | undefined;
-      const open = rows[0];
-      if (open) {
-        const calls = open.step_details.tool_calls.map((call) =>
-          given.has(call.id) ? { ...call, function: { ...call.function, output: given.get(call.id)! } } : call,
-        );
-        step = await this.storage.runs.updateStep(open.id, { step_details: { type: 'tool_calls', tool_calls: calls }, status: 'completed', completed_at: now }, tx);
-      }
+    // The run row is locked first, as every other writer does, so racing writers cannot deadlock.
+    return this.storage.sql.transaction(async (tx) => {
       const queued = await this.storage.runs.transition(
         runId,
-        allowedFrom('queued'),
+        ['requires_action'],
         'queued',
-        { required_action: null, locked_by: this.owner, locked_until: Date.now() + LEASE_MS },
+        { required_action: null, locked_by: this.owner, locked_until: leaseUntilSql(LEASE_MS) },
         tx,
       );
       if (!queued) throw invalidRequest('The run is no longer awaiting tool outputs.');
+      const step = await this.storage.runs.recordToolOutputs(runId, given, now, tx);
       return { run: queued, step };
     });
-    return result;
   }
 
   async cancel(threadId: string, runId: string): Promise<RunObject> {
@@ -236,8 +238,8 @@ export class RunService {
     const local = this.active.get(runId);
     if (local) {
       local.controller.abort(new StopSignal('cancel'));
-    } else if (run.status === 'requires_action' || (await this.storage.runs.claim(runId, this.owner, Date.now() + LEASE_MS))) {
-      // No executor holds the run: it is ended here and now.
+    } else if (await this.storage.runs.claim(runId, this.owner, LEASE_MS)) {
+      // No executor holds the run (it waited for tool outputs, or had not started): end it here.
       await finishCancellation(this.deps, runId, nowSeconds());
       await this.storage.runs.release(runId, this.owner);
     }
@@ -253,9 +255,7 @@ export class RunService {
 
   /** Recovers runs left unfinished by a previous process, then keeps leases, orphans and expiry in hand. */
   async start(options: { recoverAll: boolean }): Promise<void> {
-    const orphans = options.recoverAll
-      ? await this.storage.runs.orphanedRuns(Number.MAX_SAFE_INTEGER, -1, 10_000)
-      : await this.storage.runs.orphanedRuns(Date.now(), UNCLAIMED_GRACE_SECONDS);
+    const orphans = await this.storage.runs.orphanedRuns(UNCLAIMED_GRACE_SECONDS, { includeHeld: options.recoverAll });
     for (const runId of orphans) void this.recover(runId, options.recoverAll);
     this.timer = setInterval(() => void this.tick(), TICK_MS);
     this.timer.unref();
@@ -264,26 +264,24 @@ export class RunService {
   private async recover(runId: string, forceRelease: boolean) {
     // An embedded store has one process, so any lease found in it at start belongs to a dead one.
     if (forceRelease) await this.storage.runs.release(runId, null);
-    return this.execute(runId);
+    this.execute(runId);
   }
 
   private async tick() {
     if (this.closing) return;
     this.ticks++;
+    await this.expireRuns().catch((error: unknown) => this.options.log.warn({ err: error }, 'run expiry failed; retrying next tick'));
+    if (this.ticks % LEASE_EVERY_TICKS !== 0) return;
     try {
-      await this.expireRuns();
-      if (this.ticks % LEASE_EVERY_TICKS === 0) {
-        const ids = [...this.active.keys()];
-        await this.storage.runs.extendLeases(this.owner, ids, Date.now() + LEASE_MS);
-        // A cancel that reached another process shows here as a status change.
-        if (ids.length > 0) {
-          const { rows } = await this.storage.sql.query<{ id: string }>(
-            `SELECT id FROM runs WHERE id = ANY($1::text[]) AND status = 'cancelling'`,
-            [ids],
-          );
-          for (const { id } of rows) this.active.get(id)?.controller.abort(new StopSignal('cancel'));
-        }
-        for (const runId of await this.storage.runs.orphanedRuns(Date.now(), UNCLAIMED_GRACE_SECONDS)) void this.execute(runId);
+      const ids = [...this.active.keys()];
+      // Leases are extended, and a run that was cancelled from another process, deleted with its
+      // thread, or lost to another owner is stopped here.
+      const held = new Set(await this.storage.runs.extendLeases(this.owner, ids, LEASE_MS));
+      for (const id of ids) {
+        if (!held.has(id)) this.active.get(id)?.controller.abort(new StopSignal('cancel'));
+      }
+      for (const runId of await this.storage.runs.orphanedRuns(UNCLAIMED_GRACE_SECONDS)) {
+        if (!this.active.has(runId)) this.execute(runId);
       }
     } catch (error) {
       this.options.log.warn({ err: error }, 'run maintenance failed; retrying next tick');

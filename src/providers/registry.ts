@@ -1,6 +1,7 @@
 import type { AssistdSettings, ModelDeployment } from '../config.js';
 import { createOpenAICompatibleModel } from './openai-compatible.js';
 import type { LanguageModel } from './types.js';
+import { redactUrl } from '../redact.js';
 
 type Env = Record<string, string | undefined>;
 
@@ -68,7 +69,7 @@ function routeFor(deployment: ModelDeployment, settings: AssistdSettings): Route
   const base = baseURL;
   return {
     modelName: deployment.modelName,
-    describe: `${deployment.provider}/${deployment.model} at ${base}`,
+    describe: `${deployment.provider}/${deployment.model} at ${redactUrl(base)}`,
     create: (requestedModel) =>
       createOpenAICompatibleModel({
         baseURL: base,

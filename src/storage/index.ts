@@ -1,3 +1,4 @@
+import { redactUrl } from '../redact.js';
 import { lockDataDir } from './lock.js';
 import { migrate } from './migrations.js';
 import { openPglite, postgresClient, type SqlClient } from './sql.js';
@@ -19,20 +20,6 @@ export interface Storage extends Repositories {
   /** Where the data lives, for the start-up banner; never includes a password. */
   readonly description: string;
   close(): Promise<void>;
-}
-
-export function redactUrl(url: string): string {
-  try {
-    const parsed = new URL(url);
-    if (parsed.password) parsed.password = '***';
-    // libpq-style URLs may carry secrets in the query string too
-    for (const key of [...parsed.searchParams.keys()]) {
-      if (/pass|key|secret|token/i.test(key)) parsed.searchParams.set(key, '***');
-    }
-    return parsed.toString();
-  } catch {
-    return 'postgresql (unparseable url)';
-  }
 }
 
 export async function openStorage(options: StorageOptions): Promise<Storage> {

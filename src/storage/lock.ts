@@ -6,10 +6,12 @@ export class DataDirLockedError extends Error {
   constructor(
     readonly dataDir: string,
     readonly pid: number,
+    readonly host?: string,
   ) {
     super(
-      `data dir ${dataDir} is in use by another assistd process (pid ${pid}). ` +
-        `Only one process may open an embedded data dir; stop it, or use DATABASE_URL to share a PostgreSQL server.`,
+      `data dir ${dataDir} is in use by another assistd process (pid ${pid}${host ? ` on host ${host}` : ''}). ` +
+        `Only one process may open an embedded data dir; stop it, or use DATABASE_URL to share a PostgreSQL server.` +
+        (host ? ` If that host is gone, delete ${dataDir}/assistd.lock.` : ''),
     );
     this.name = 'DataDirLockedError';
   }
@@ -18,10 +20,12 @@ export class DataDirLockedError extends Error {
 const heldHere = new Set<string>();
 const TAKEOVER_STALE_MS = 10_000;
 
-function readOwner(lockPath: string): number | undefined {
+function readOwner(lockPath: string): { pid: number; host: string } | undefined {
   try {
-    const pid = Number((JSON.parse(readFileSync(lockPath, 'utf8')) as { pid?: unknown }).pid);
-    return Number.isInteger(pid) ? pid : undefined;
+    const content = JSON.parse(readFileSync(lockPath, 'utf8')) as { pid?: unknown; host?: unknown };
+    const pid = Number(content.pid);
+    if (!Number.isInteger(pid)) return undefined;
+    return { pid, host: typeof content.host === 'string' ? content.host : hostname() };
   } catch {
     return undefined; // unreadable or gone: treated as stale
   }
@@ -31,7 +35,7 @@ function readOwner(lockPath: string): number | undefined {
  * Removes a dead owner's lock. Contenders serialise on a second, exclusive "takeover" file and
  * re-read the owner inside it, so a lock another contender has just taken is never removed as stale.
  */
-function removeStaleLock(dataDir: string, lockPath: string, staleOwner: number | undefined) {
+function removeStaleLock(dataDir: string, lockPath: string, staleOwner: { pid: number } | undefined) {
   const takeoverPath = `${lockPath}.takeover`;
   const privatePath = `${takeoverPath}.${process.pid}.tmp`;
   writeFileSync(privatePath, String(process.pid));
@@ -45,12 +49,12 @@ function removeStaleLock(dataDir: string, lockPath: string, staleOwner: number |
     } catch {
       // gone already
     }
-    throw new DataDirLockedError(dataDir, staleOwner ?? 0);
+    throw new DataDirLockedError(dataDir, staleOwner?.pid ?? 0);
   } finally {
     unlinkSync(privatePath);
   }
   try {
-    if (readOwner(lockPath) === staleOwner) {
+    if (readOwner(lockPath)?.pid === staleOwner?.pid) {
       try {
         unlinkSync(lockPath);
       } catch (error) {
@@ -106,8 +110,10 @@ export function lockDataDir(dataDir: string): () => void {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
     }
     const owner = readOwner(lockPath);
-    if (owner !== undefined && owner !== process.pid && processAlive(owner)) {
-      throw new DataDirLockedError(dataDir, owner);
+    // A lock written on another host (another container on a shared volume) cannot be judged by
+    // pid from here: it is respected until removed by hand.
+    if (owner !== undefined && (owner.host !== hostname() || (owner.pid !== process.pid && processAlive(owner.pid)))) {
+      throw new DataDirLockedError(dataDir, owner.pid, owner.host === hostname() ? undefined : owner.host);
     }
     removeStaleLock(dataDir, lockPath, owner);
   }

@@ -1,4 +1,4 @@
-import type { ListObject, MessageObject, RunObject, RunStatus, RunStepObject, StepDetails } from '../api/objects.js';
+import type { FunctionToolCall, ListObject, MessageObject, RunObject, RunStatus, RunStepObject, StepDetails } from '../api/objects.js';
 import { newId, nowSeconds } from '../ids.js';
 import { MESSAGE_COLUMNS, Repositories, listPage, toList, type NewMessage, type PageRequest } from './repositories.js';
 import type { SqlClient } from './sql.js';
@@ -29,10 +29,28 @@ const JSON_COLUMNS = new Set([
   'content',
 ]);
 
+/** The database's clock in milliseconds: leases are judged by one clock, whatever the hosts'. */
+const NOW_MS = `(extract(epoch FROM clock_timestamp()) * 1000)::bigint`;
+
+/** A value computed by the database when written. */
+class SqlValue {
+  constructor(
+    readonly text: (parameter: string) => string,
+    readonly value: unknown,
+  ) {}
+}
+
+/** `locked_until` for a lease of `ms` from now, by the database's clock. */
+export const leaseUntilSql = (ms: number) => new SqlValue((parameter) => `${NOW_MS} + ${parameter}::bigint`, ms);
+
 /** `SET a = $n, ...` for the given fields, JSON-encoding json columns; values appended to `values`. */
 function assignments(fields: Record<string, unknown>, values: unknown[]): string {
   return Object.entries(fields)
     .map(([column, value]) => {
+      if (value instanceof SqlValue) {
+        values.push(value.value);
+        return `${column} = ${value.text(`$${values.length}`)}`;
+      }
       values.push(JSON_COLUMNS.has(column) && value !== null ? JSON.stringify(value) : value);
       return `${column} = $${values.length}`;
     })
@@ -59,9 +77,9 @@ export interface NewRun {
   reasoningEffort: string | null;
   /** The run expires this long after it is created unless it has ended (OpenAI: 10 minutes). */
   expiresAfterSeconds: number;
-  /** The process that will execute the run, holding it until `lockedUntil` (ms). */
+  /** The process that will execute the run, holding it for `leaseMs`. */
   lockedBy: string;
-  lockedUntil: number;
+  leaseMs: number;
 }
 
 export class ActiveRunError extends Error {
@@ -102,7 +120,8 @@ export class RunRepository {
         `INSERT INTO runs (id, thread_id, assistant_id, created_at, status, expires_at, model, instructions,
            additional_instructions, tools, metadata, temperature, top_p, max_completion_tokens, max_prompt_tokens,
            truncation_strategy, response_format, tool_choice, parallel_tool_calls, reasoning_effort, locked_by, locked_until)
-         VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)
+         VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20,
+           ${NOW_MS} + $21::bigint)
          RETURNING ${RUN_COLUMNS}`,
         [
           newId('run'),
@@ -125,7 +144,7 @@ export class RunRepository {
           run.parallelToolCalls,
           run.reasoningEffort,
           run.lockedBy,
-          run.lockedUntil,
+          run.leaseMs,
         ],
       );
       return rows[0]!;
@@ -297,37 +316,60 @@ export class RunRepository {
   }
 
   /**
-   * Removes what an interrupted model call left half-done (in-progress steps and the messages they
-   * were writing), so a resumed run writes each message once.
+   * Removes what an interrupted model call left half-done: every step of a turn that has an open
+   * step, with the messages those steps wrote, so a resumed run redoes the whole model call and
+   * writes each message once.
    */
   async discardUnfinishedWork(runId: string): Promise<void> {
     await this.sql.transaction(async (tx) => {
+      const openTurns = `SELECT turn FROM run_steps WHERE run_id = $1 AND status = 'in_progress'`;
       await tx.query(
         `DELETE FROM messages WHERE id IN (
            SELECT step_details->'message_creation'->>'message_id' FROM run_steps
-           WHERE run_id = $1 AND status = 'in_progress' AND type = 'message_creation')`,
+           WHERE run_id = $1 AND type = 'message_creation' AND turn IN (${openTurns}))`,
         [runId],
       );
-      await tx.query(`DELETE FROM run_steps WHERE run_id = $1 AND status = 'in_progress'`, [runId]);
+      await tx.query(`DELETE FROM run_steps WHERE run_id = $1 AND turn IN (${openTurns})`, [runId]);
     });
+  }
+
+  /** Writes submitted outputs into the run's open tool-call step and completes it. */
+  async recordToolOutputs(runId: string, outputs: Map<string, string>, now: number, client: SqlClient): Promise<RunStepObject | undefined> {
+    const { rows } = await client.query<{ id: string; step_details: { tool_calls: FunctionToolCall[] } }>(
+      `SELECT id, step_details FROM run_steps WHERE run_id = $1 AND type = 'tool_calls' AND status = 'in_progress' ORDER BY seq DESC LIMIT 1`,
+      [runId],
+    );
+    const open = rows[0];
+    if (!open) return undefined;
+    const calls = open.step_details.tool_calls.map((call) =>
+      outputs.has(call.id) ? { ...call, function: { ...call.function, output: outputs.get(call.id)! } } : call,
+    );
+    return this.updateStep(open.id, { step_details: { type: 'tool_calls', tool_calls: calls }, status: 'completed', completed_at: now }, client);
   }
 
   // ---- ownership (leases) and sweeping
 
-  /** Takes the run for `owner` until `untilMs` unless another live owner holds it. */
-  async claim(runId: string, owner: string, untilMs: number): Promise<boolean> {
+  /** Takes the run for `owner` for `leaseMs` unless another owner's lease is still running. */
+  async claim(runId: string, owner: string, leaseMs: number): Promise<boolean> {
     const { rowCount } = await this.sql.query(
-      `UPDATE runs SET locked_by = $2, locked_until = $3
+      `UPDATE runs SET locked_by = $2, locked_until = ${NOW_MS} + $3::bigint
        WHERE id = $1 AND status IN ('queued', 'in_progress', 'cancelling')
-         AND (locked_by IS NULL OR locked_by = $2 OR locked_until < $4)`,
-      [runId, owner, untilMs, Date.now()],
+         AND (locked_by IS NULL OR locked_by = $2 OR locked_until < ${NOW_MS})`,
+      [runId, owner, leaseMs],
     );
     return rowCount > 0;
   }
 
-  async extendLeases(owner: string, runIds: string[], untilMs: number): Promise<void> {
-    if (runIds.length === 0) return;
-    await this.sql.query('UPDATE runs SET locked_until = $3 WHERE locked_by = $1 AND id = ANY($2::text[])', [owner, runIds, untilMs]);
+  /** Extends `owner`'s leases on runs still executing; returns those ids (the rest were lost). */
+  async extendLeases(owner: string, runIds: string[], leaseMs: number): Promise<string[]> {
+    if (runIds.length === 0) return [];
+    const { rows } = await this.sql.query<{ id: string }>(
+      `UPDATE runs SET locked_until = ${NOW_MS} + $3::bigint
+       WHERE locked_by = $1 AND id = ANY($2::text[]) AND status IN ('queued', 'in_progress')
+       RETURNING id`,
+      [owner, runIds, leaseMs],
+    );
+    return rows.map((row) => row.id);
   }
 
   /** Gives the run up; `owner` null releases it whoever holds it (recovery of a dead process's runs). */
@@ -338,14 +380,18 @@ export class RunRepository {
     );
   }
 
-  /** Runs that should be executing but whose owner is gone (lease lapsed, or never taken). */
-  async orphanedRuns(nowMs: number, unclaimedGraceSeconds: number, limit = 50): Promise<string[]> {
+  /**
+   * Runs that should be executing but whose owner is gone: the lease lapsed, or a run was never
+   * claimed for `unclaimedGraceSeconds`. `includeHeld` takes every such run (an embedded store,
+   * whose only other process must be dead).
+   */
+  async orphanedRuns(unclaimedGraceSeconds: number, options: { includeHeld?: boolean; limit?: number } = {}): Promise<string[]> {
     const { rows } = await this.sql.query<{ id: string }>(
       `SELECT id FROM runs
        WHERE status IN ('queued', 'in_progress', 'cancelling')
-         AND ((locked_by IS NULL AND created_at <= $2) OR locked_until < $1)
-       ORDER BY seq LIMIT $3`,
-      [nowMs, nowSeconds() - unclaimedGraceSeconds, limit],
+         AND ($3 OR (locked_by IS NULL AND created_at <= $1) OR locked_until < ${NOW_MS})
+       ORDER BY seq LIMIT $2`,
+      [nowSeconds() - unclaimedGraceSeconds, options.limit ?? 1000, options.includeHeld ?? false],
     );
     return rows.map((row) => row.id);
   }

@@ -25,10 +25,9 @@ type StepParams = RunParams & { step_id: string };
  */
 function streamRun(reply: FastifyReply, service: RunService, runId: string, leading: RunEvent[]) {
   const stream = openEventStream(reply);
-  const unsubscribe = service.subscribe(runId, (event) => stream.send(event), () => stream.end());
   for (const event of leading) stream.send(event);
+  const unsubscribe = service.stream(runId, (event) => stream.send(event), () => stream.end());
   void stream.closed.then(unsubscribe);
-  void service.execute(runId);
   return reply;
 }
 
@@ -47,7 +46,7 @@ export function runRoutes(app: FastifyInstance, storage: Storage, service: RunSe
         { event: 'thread.run.queued', data: run },
       ]);
     }
-    void service.execute(run.id);
+    service.execute(run.id);
     pollHint(reply);
     return run;
   });
@@ -61,7 +60,7 @@ export function runRoutes(app: FastifyInstance, storage: Storage, service: RunSe
         { event: 'thread.run.queued', data: run },
       ]);
     }
-    void service.execute(run.id);
+    service.execute(run.id);
     pollHint(reply);
     return run;
   });
@@ -104,7 +103,7 @@ export function runRoutes(app: FastifyInstance, storage: Storage, service: RunSe
         { event: 'thread.run.queued', data: run },
       ]);
     }
-    void service.execute(run.id);
+    service.execute(run.id);
     pollHint(reply);
     return run;
   });
