@@ -30,7 +30,7 @@
  *   npm run bench:runs -- --cpu-prof DIR            run the server children under `node --cpu-prof`
  *
  * Environment: DATABASE_URL (adds PostgreSQL), BENCH_TTFT_RUNS (200 per level), BENCH_TTFT_LEVELS
- * ("1,50"), BENCH_LONG_RUNS (20), BENCH_LONG_CHUNKS (2000), BENCH_STREAMS ("100,500,1000"),
+ * ("1,50"), BENCH_LONG_RUNS (20), BENCH_LONG_CHUNKS (2000, at most 10000), BENCH_STREAMS ("100,500,1000"),
  * BENCH_POLL_RUNS (100).
  */
 import { execFileSync, fork, spawn, type ChildProcess } from 'node:child_process';
@@ -81,6 +81,15 @@ function intList(name: string, fallback: string, max: number): number[] {
 }
 
 const LONG_CHUNKS = positiveInt('BENCH_LONG_CHUNKS', 2000);
+/**
+ * The fake model writes an undelayed stream by synchronous recursion, one frame per SSE event:
+ * from about 12,000 events on the stack overflows and the stream hangs (with the default stack).
+ */
+const MAX_LONG_CHUNKS = 10_000;
+if (LONG_CHUNKS > MAX_LONG_CHUNKS) {
+  process.stderr.write(`bench: BENCH_LONG_CHUNKS must be at most ${MAX_LONG_CHUNKS} (the fake model's undelayed streams recurse once per event)\n`);
+  process.exit(2);
+}
 const words = (count: number, word: string) => Array.from({ length: count }, (_, index) => (index === 0 ? word : ` ${word}`));
 const MODELS = {
   ttft: 'bench-ttft',
@@ -94,6 +103,20 @@ const TURNS: Record<string, FakeTurn> = {
   [MODELS.slow]: { chunks: words(SLOW_CHUNKS, 'slow'), chunkDelayMs: SLOW_DELAY_MS },
   [MODELS.instant]: { chunks: ['Done.'] },
 };
+
+/** Soft and hard open-file limits of this process (Linux /proc), or undefined. */
+function fileLimits(): { soft: number; hard: number } | undefined {
+  try {
+    const line = readFileSync('/proc/self/limits', 'utf8').split('\n').find((entry) => entry.startsWith('Max open files'));
+    const parts = line?.trim().split(/\s{2,}/) ?? [];
+    const value = (text: string | undefined) => (text === 'unlimited' ? Infinity : Number(text));
+    const soft = value(parts[1]);
+    const hard = value(parts[2]);
+    return Number.isNaN(soft) || Number.isNaN(hard) ? undefined : { soft, hard };
+  } catch {
+    return undefined;
+  }
+}
 
 // ---- the fake model child: started by the main process, stops when it goes away
 
@@ -175,6 +198,29 @@ async function benchMain(): Promise<void> {
   const STREAM_LEVELS = intList('BENCH_STREAMS', '100,500,1000', 5000);
   const POLL_RUNS = positiveInt('BENCH_POLL_RUNS', 100);
   const POLL_EVERY_MS = 10;
+
+  // Each concurrent stream holds a socket in this process, two in the server (client and upstream)
+  // and one in the fake model. `ulimit -n` is per process and inherited: when the soft limit is too
+  // low and the hard limit allows more, the benchmark re-runs itself under a shell that raises it.
+  const neededFiles = (runs('streams') ? Math.max(...STREAM_LEVELS) : 100) * 2 + 1024;
+  const limits = fileLimits();
+  if (limits && limits.soft < neededFiles && process.env.BENCH_RUNS_FD_RAISED !== '1') {
+    const target = limits.hard === Infinity ? neededFiles : Math.min(limits.hard, neededFiles);
+    if (target > limits.soft) {
+      process.stderr.write(`bench: open-file limit ${limits.soft} < ${neededFiles}: re-running under 'ulimit -n ${target}'\n`);
+      const child = spawn('/bin/sh', ['-c', `ulimit -n ${target} && exec "$0" "$@"`, process.execPath, ...process.execArgv, SELF, ...process.argv.slice(2)], {
+        stdio: 'inherit',
+        env: { ...process.env, BENCH_RUNS_FD_RAISED: '1' },
+      });
+      for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => child.kill(signal));
+      const code = await new Promise<number>((done) => child.once('exit', (exitCode, signal) => done(exitCode ?? (signal ? 130 : 1))));
+      process.exitCode = code;
+      return;
+    }
+  }
+  if (limits && limits.soft < neededFiles) {
+    process.stderr.write(`bench: warning: open-file limit ${limits.soft} (hard ${limits.hard}) is below the ${neededFiles} the largest level may need\n`);
+  }
 
   const START_TIMEOUT_MS = 120_000;
   const STOP_TIMEOUT_MS = 20_000;
@@ -282,13 +328,23 @@ async function benchMain(): Promise<void> {
     }
   };
   const openFileLimit = (): string => {
+    const limits = fileLimits();
+    return limits ? `${limits.soft} (hard ${limits.hard})` : 'unknown';
+  };
+  /** Host-wide count of connections dropped because a listen queue was full (Linux). */
+  const listenOverflows = (): number | undefined => {
     try {
-      const line = readFileSync('/proc/self/limits', 'utf8').split('\n').find((entry) => entry.startsWith('Max open files'));
-      const parts = line?.trim().split(/\s{2,}/) ?? [];
-      return `${parts[1] ?? '?'} (hard ${parts[2] ?? '?'})`;
+      const lines = readFileSync('/proc/net/netstat', 'utf8').split('\n');
+      for (let index = 0; index + 1 < lines.length; index += 2) {
+        const names = lines[index]!.split(/\s+/);
+        const values = lines[index + 1]!.split(/\s+/);
+        const column = names.indexOf('ListenOverflows');
+        if (names[0] === 'TcpExt:' && column > 0) return Number(values[column]);
+      }
     } catch {
-      return 'unknown';
+      /* not Linux */
     }
+    return undefined;
   };
 
   /** CPU used by each process over a phase, in cores (1.0 = one core busy the whole time). */
@@ -303,8 +359,11 @@ async function benchMain(): Promise<void> {
       const after = (before: number | undefined, now: number | undefined) =>
         before === undefined || now === undefined || wall <= 0 ? null : (now - before) / wall;
       const genUsed = process.cpuUsage(gen);
+      const serverNow = processCpuSeconds(pids.server);
       return {
-        server: after(server, processCpuSeconds(pids.server)),
+        /** CPU seconds the server used over the phase. */
+        serverSeconds: server === undefined || serverNow === undefined ? null : serverNow - server,
+        server: after(server, serverNow),
         model: after(model, processCpuSeconds(pids.model)),
         gen: (genUsed.user + genUsed.system) / 1e6 / wall,
         host: after(host, hostCpuBusy()),
@@ -312,6 +371,8 @@ async function benchMain(): Promise<void> {
     };
   }
   type Cpu = ReturnType<ReturnType<typeof cpuMeter>>;
+  /** Server CPU per run over a phase, in ms. */
+  const perRun = (cpu: Cpu, count: number) => (cpu.serverSeconds === null || count === 0 ? '-' : ((cpu.serverSeconds * 1000) / count).toFixed(1));
   const cpuCell = (cpu: Cpu) => [cpu.server, cpu.model, cpu.gen, cpu.host].map((value) => (value === null ? '-' : value.toFixed(2))).join('/');
 
   // ---- HTTP client: one keep-alive agent with as many sockets as asked for
@@ -363,7 +424,8 @@ async function benchMain(): Promise<void> {
 
   interface StreamOutcome {
     status: number;
-    /** From sending the request: response headers, first token, end of the body (ms). */
+    /** From sending the request: TCP connected (0 on a reused keep-alive socket), response headers, first token, end of the body (ms). */
+    connectMs: number | null;
     headersMs: number | null;
     ttftMs: number | null;
     totalMs: number;
@@ -395,6 +457,7 @@ async function benchMain(): Promise<void> {
       const payload = JSON.stringify(body);
       const outcome: StreamOutcome = {
         status: 0,
+        connectMs: null,
         headersMs: null,
         ttftMs: null,
         totalMs: 0,
@@ -478,6 +541,10 @@ async function benchMain(): Promise<void> {
         if ((chunk.choices?.[0] as { finish_reason?: string | null } | undefined)?.finish_reason === 'stop') outcome.completed = true;
       };
 
+      request.on('socket', (socket) => {
+        if (!socket.connecting) outcome.connectMs = 0;
+        else socket.once('connect', () => (outcome.connectMs = performance.now() - started));
+      });
       request.on('error', (error) => finish(error.message));
       request.on('response', (response) => {
         outcome.status = response.statusCode ?? 0;
@@ -901,6 +968,7 @@ async function benchMain(): Promise<void> {
     ok: number;
     errors: number;
     failureKinds: string;
+    connect: number[];
     headers: number[];
     ttft: number[];
     total: number[];
@@ -908,6 +976,7 @@ async function benchMain(): Promise<void> {
     rssBefore: number | undefined;
     rssPeak: number | undefined;
     rssAfter: number | undefined;
+    listenOverflows: number | undefined;
     cpu: Cpu;
   }
   async function measureStreams(ctx: Context, count: number): Promise<StreamsRow> {
@@ -922,11 +991,13 @@ async function benchMain(): Promise<void> {
       if (now !== undefined && (rssPeak === undefined || now > rssPeak)) rssPeak = now;
     }, 100);
     progress(`${label}: opening ${count} streamed runs at once (${SLOW_CHUNKS} chunks ${SLOW_DELAY_MS} ms apart each)`);
+    const overflowsBefore = listenOverflows();
     const meter = cpuMeter({ server: ctx.server.pid, model: ctx.fake.pid });
     const started = performance.now();
     const outcomes = await Promise.all(threads.map((threadId) => streamedRun(ctx, threadId, MODELS.slow, { timeoutMs: STREAM_TIMEOUT_MS })));
     const wallMs = performance.now() - started;
     const cpu = meter();
+    const overflowsAfter = listenOverflows();
     clearInterval(sampler);
     const rssEnd = rssMiB(ctx.server.pid);
     if (rssEnd !== undefined && (rssPeak === undefined || rssEnd > rssPeak)) rssPeak = rssEnd;
@@ -946,6 +1017,7 @@ async function benchMain(): Promise<void> {
       ok: good.length,
       errors: failures.length,
       failureKinds: [...kinds].map(([kind, n]) => `${n}× ${kind}`).join('; '),
+      connect: outcomes.filter((outcome) => outcome.connectMs !== null).map((outcome) => outcome.connectMs!),
       headers: outcomes.filter((outcome) => outcome.headersMs !== null).map((outcome) => outcome.headersMs!),
       ttft: good.map((outcome) => outcome.ttftMs!).filter((value) => value !== null),
       total: good.map((outcome) => outcome.totalMs),
@@ -953,6 +1025,7 @@ async function benchMain(): Promise<void> {
       rssBefore,
       rssPeak,
       rssAfter,
+      listenOverflows: overflowsBefore === undefined || overflowsAfter === undefined ? undefined : overflowsAfter - overflowsBefore,
       cpu,
     };
   }
@@ -1101,7 +1174,8 @@ async function benchMain(): Promise<void> {
   out.push('commands:');
   for (const command of commands) out.push(`  ${command}`);
   out.push(`  config:      model_list: [{model_name: "*", litellm_params: {model: "openai/*", api_base: <fake>/v1, api_key: x}}], general_settings: {master_key: <random>}`);
-  out.push('cpu column: cores busy during the measured phase, server/model/load-generator/whole-host; times in ms');
+  out.push('cpu column: cores busy during the measured phase, server/model/load-generator/whole-host (host includes PostgreSQL and anything else running); times in ms');
+  out.push('srv cpu ms/run: CPU time the server process used during the measured phase, divided by the runs in it (embedded PGlite runs inside it)');
 
   if (ttftRows.length > 0) {
     out.push('');
@@ -1109,7 +1183,7 @@ async function benchMain(): Promise<void> {
     out.push('   added = run percentile - direct percentile (the two are measured in separate phases at the same concurrency, so not paired)');
     out.push(
       table(
-        ['backend', 'conc', 'runs', 'direct p50', 'direct p99', 'run p50', 'run p99', 'added p50', 'added p99', 'errors', 'cpu direct', 'cpu run'],
+        ['backend', 'conc', 'runs', 'direct p50', 'direct p99', 'run p50', 'run p99', 'added p50', 'added p99', 'errors', 'srv cpu ms/run', 'cpu direct', 'cpu run'],
         ttftRows.map((row) => {
           const dp50 = percentile(row.direct, 0.5);
           const dp99 = percentile(row.direct, 0.99);
@@ -1126,6 +1200,7 @@ async function benchMain(): Promise<void> {
             ms(sub(rp50, dp50), 2),
             ms(sub(rp99, dp99), 2),
             String(row.errors),
+            perRun(row.cpuRun, row.runs),
             cpuCell(row.cpuDirect),
             cpuCell(row.cpuRun),
           ];
@@ -1138,7 +1213,7 @@ async function benchMain(): Promise<void> {
     out.push(`2. total time for a ${LONG_CHUNKS}-chunk answer (one short word per chunk, no delay), direct call then streamed run, sequential pairs`);
     out.push(
       table(
-        ['backend', 'pairs', 'direct p50', 'run p50', 'run p99', 'ratio p50 (per pair)', 'ratio of p50s', 'deltas/run', 'errors', 'cpu'],
+        ['backend', 'pairs', 'direct p50', 'run p50', 'run p99', 'ratio p50 (per pair)', 'ratio of p50s', 'deltas/run', 'errors', 'srv cpu ms/run', 'cpu'],
         longRows.map((row) => {
           const dp50 = percentile(row.direct, 0.5);
           const rp50 = percentile(row.run, 0.5);
@@ -1152,6 +1227,7 @@ async function benchMain(): Promise<void> {
             dp50 && rp50 ? (rp50 / dp50).toFixed(2) : '-',
             String(row.runDeltas),
             String(row.errors),
+            perRun(row.cpu, row.pairs),
             cpuCell(row.cpu),
           ];
         }),
@@ -1166,15 +1242,18 @@ async function benchMain(): Promise<void> {
     out.push(
       `   the slow model alone (one direct call): first content chunk ${ms(slowBaseline?.ttftMs, 0)} ms, body ended ${ms(slowBaseline?.totalMs, 0)} ms`,
     );
-    out.push('   headers/ttft/total: from sending each request; RSS of the server child in MiB; per run = (peak - before) / opened');
+    out.push('   connect/headers/ttft/total: from sending each request (connect: TCP connection up); RSS of the server child in MiB; per run = (peak - before) / opened;');
+    out.push('   listen ovf: host-wide TCP listen-queue overflows during the level (a dropped SYN is retried after 1 s)');
     out.push(
       table(
-        ['backend', 'opened', 'ok', 'errors', 'headers p50', 'headers max', 'ttft p50', 'ttft p99', 'ttft max', 'total p50', 'total max', 'wall s', 'rss before', 'rss peak', 'rss after', 'MiB/run', 'cpu'],
+        ['backend', 'opened', 'ok', 'errors', 'connect p50', 'connect max', 'headers p50', 'headers max', 'ttft p50', 'ttft p99', 'ttft max', 'total p50', 'total max', 'wall s', 'rss before', 'rss peak', 'rss after', 'MiB/run', 'listen ovf', 'srv cpu ms/run', 'cpu'],
         streamRows.map((row) => [
           row.backend,
           String(row.opened),
           String(row.ok),
           String(row.errors),
+          ms(percentile(row.connect, 0.5), 0),
+          ms(percentile(row.connect, 1), 0),
           ms(percentile(row.headers, 0.5), 0),
           ms(percentile(row.headers, 1), 0),
           ms(percentile(row.ttft, 0.5), 0),
@@ -1187,6 +1266,8 @@ async function benchMain(): Promise<void> {
           ms(row.rssPeak, 0),
           ms(row.rssAfter, 0),
           row.rssBefore !== undefined && row.rssPeak !== undefined ? ((row.rssPeak - row.rssBefore) / row.opened).toFixed(3) : '-',
+          row.listenOverflows === undefined ? '-' : String(row.listenOverflows),
+          perRun(row.cpu, row.opened),
           cpuCell(row.cpu),
         ]),
       ),
@@ -1204,7 +1285,7 @@ async function benchMain(): Promise<void> {
     out.push(`4. non-streamed run, instant model: POST .../runs sent -> GET .../runs/{id} answers completed (first GET when the POST answers, then every ${POLL_EVERY_MS} ms)`);
     out.push(
       table(
-        ['backend', 'runs', 'p50', 'p99', 'max', 'POST p50', 'GETs p50', 'GETs max', 'errors', 'cpu'],
+        ['backend', 'runs', 'p50', 'p99', 'max', 'POST p50', 'GETs p50', 'GETs max', 'errors', 'srv cpu ms/run', 'cpu'],
         pollRows.map((row) => [
           row.backend,
           String(row.runs),
@@ -1215,6 +1296,7 @@ async function benchMain(): Promise<void> {
           ms(percentile(row.polls, 0.5), 0),
           ms(percentile(row.polls, 1), 0),
           String(row.errors),
+          perRun(row.cpu, row.runs),
           cpuCell(row.cpu),
         ]),
       ),

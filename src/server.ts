@@ -58,7 +58,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       maxRequestBytes: options.config.maxRequestBytes,
       logger: options.logger,
     });
-    await app.listen({ port: options.port, host: options.host });
+    // A burst of streaming clients must not overflow the accept queue (Node's default is 511).
+    await app.listen({ port: options.port, host: options.host, backlog: 4096 });
     // An embedded store belongs to this process alone: every unfinished run in it is an orphan.
     await runs.start({ recoverAll: storage.sql.kind === 'pglite' });
   } catch (error) {

@@ -94,19 +94,34 @@ class Turn {
   toolStep: RunStepObject | undefined;
   readonly calls = new Map<number, { id: string; name: string; arguments: string }>();
   constructor(readonly number: number) {}
+  /** After a divergent retry: the answer so far goes into a fresh message nobody has seen. */
+  startNewMessage(text: string) {
+    this.message = undefined;
+    this.messageStep = undefined;
+    this.messageDone = false;
+    this.streamed = '';
+    this.text = text;
+    this.replaying = false;
+  }
+  /** Set by a retry while `streamed` still holds text the new attempt may repeat. */
+  private replaying = false;
   reset() {
     this.text = '';
     this.calls.clear();
+    this.replaying = this.streamed !== '';
   }
   /**
-   * The part of `text` clients have not seen, or `undefined` when a retried answer no longer
-   * matches what was already streamed. A retry usually repeats the cut-off prefix: it is not sent
-   * twice.
+   * What clients have not seen of `text`, which `delta` just extended; `undefined` when a retried
+   * answer no longer matches what was already streamed. A retry usually repeats the cut-off
+   * prefix: that is not sent twice. Outside a replay this is the delta itself (no string scans:
+   * the cost per delta stays constant however long the answer grows).
    */
-  unseenText(): string | undefined {
+  unseenText(delta: string): string | undefined {
+    if (!this.replaying) return delta;
     if (this.streamed.startsWith(this.text)) return '';
-    if (this.text.startsWith(this.streamed)) return this.text.slice(this.streamed.length);
-    return undefined;
+    if (!this.text.startsWith(this.streamed)) return undefined;
+    this.replaying = false;
+    return this.text.slice(this.streamed.length);
   }
 }
 
@@ -334,7 +349,7 @@ export class RunExecutor {
         if (turn.toolStep) continue; // text after tool calls began has no open message to join
         if (!turn.message) await this.startMessage(turn);
         turn.text += part.text;
-        let value = turn.unseenText();
+        let value = turn.unseenText(part.text);
         if (value === undefined) {
           // A retry that says something else than clients already saw: the seen text stays as an
           // incomplete message of its own, and the new answer streams into a new one.
@@ -342,7 +357,7 @@ export class RunExecutor {
           turn.text = turn.streamed;
           const events = await this.deps.storage.sql.transaction((tx) => this.endMessage(turn, tx, 'run_failed'));
           for (const [event, data] of events) this.publish(event, data);
-          Object.assign(turn, { message: undefined, messageStep: undefined, messageDone: false, streamed: '', text: answer });
+          turn.startNewMessage(answer);
           await this.startMessage(turn);
           value = answer;
         }
