@@ -1,53 +1,30 @@
 import { hostname } from 'node:os';
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, rmSync, writeFileSync, cpSync, mkdirSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { connect } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
+import { assistdEnv, cleanUpCliProcesses, CliProcess, LISTENING, WAIT_MS } from './helpers/cli.js';
+import { http } from './helpers/server.js';
 import { preparedDataDir, tempDir } from './helpers/storage.js';
-
-// The compiled test lives in dist/test/, so the repo root is two levels up.
-const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const CLI = join(REPO_ROOT, 'dist', 'src', 'cli.js');
 
 const MASTER_KEY = `sk-cli-master-${randomBytes(8).toString('hex')}`;
 const UPSTREAM_KEY = `sk-upstream-${randomBytes(8).toString('hex')}`;
-const WAIT_MS = 30_000;
 
 // ---------------------------------------------------------------------------------------------
 // child process plumbing
 
-const children = new Set<Cli>();
 const cleanupPaths: string[] = [];
 
 after(async () => {
-  for (const child of children) {
-    if (!child.exited) child.proc.kill('SIGKILL');
-  }
-  await Promise.all([...children].map((child) => child.exit.catch(() => {})));
+  await cleanUpCliProcesses();
   for (const path of cleanupPaths) rmSync(path, { recursive: true, force: true });
 });
-
-/** The environment the CLI runs in: the test's own, minus every variable assistd reads. */
-function baseEnv(extra: Record<string, string | undefined> = {}): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...process.env };
-  delete env.DATABASE_URL;
-  delete env.ASSISTD_MASTER_KEY;
-  delete env.ASSISTD_DATA_DIR;
-  delete env.ASSISTD_LOG_LEVEL;
-  delete env.NODE_TEST_CONTEXT;
-  for (const [key, value] of Object.entries(extra)) {
-    if (value === undefined) delete env[key];
-    else env[key] = value;
-  }
-  return env;
-}
 
 function scratchDir(label: string): string {
   const dir = tempDir(`cli-${label}`);
@@ -61,110 +38,13 @@ async function dataDir(): Promise<string> {
   return dir;
 }
 
-interface Exit {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-}
-
-class Cli {
-  readonly proc: ChildProcess;
-  stdout = '';
-  stderr = '';
-  exited = false;
-  readonly exit: Promise<Exit>;
-  private readonly watchers = new Set<() => void>();
-
-  constructor(args: string[], options: { env?: NodeJS.ProcessEnv; cwd?: string } = {}) {
-    this.proc = spawn(process.execPath, [CLI, ...args], {
-      cwd: options.cwd ?? scratchDir('cwd'),
-      env: options.env ?? baseEnv(),
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    children.add(this);
-    this.proc.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
-      this.stdout += chunk;
-      this.notify();
-    });
-    this.proc.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
-      this.stderr += chunk;
-      this.notify();
-    });
-    this.exit = new Promise((resolve, reject) => {
-      this.proc.on('error', reject);
-      this.proc.on('close', (code, signal) => {
-        this.exited = true;
-        this.notify();
-        resolve({ code, signal });
-      });
-    });
-  }
-
-  get output(): string {
-    return `${this.stdout}${this.stderr}`;
-  }
-
-  private notify() {
-    for (const watcher of [...this.watchers]) watcher();
-  }
-
-  /** Resolves with the first match of `pattern` in the stream; rejects if the process exits first or on timeout. */
-  waitFor(pattern: RegExp, stream: 'stdout' | 'stderr' = 'stdout', timeoutMs = WAIT_MS): Promise<RegExpMatchArray> {
-    return new Promise((resolve, reject) => {
-      const check = () => {
-        const match = this[stream].match(pattern);
-        if (match) {
-          done();
-          resolve(match);
-        } else if (this.exited) {
-          done();
-          reject(new Error(`assistd exited before printing ${pattern}\n${this.describe()}`));
-        }
-      };
-      const timer = setTimeout(() => {
-        done();
-        reject(new Error(`timed out waiting for ${pattern}\n${this.describe()}`));
-      }, timeoutMs);
-      const done = () => {
-        clearTimeout(timer);
-        this.watchers.delete(check);
-      };
-      this.watchers.add(check);
-      check();
-    });
-  }
-
-  async waitExit(timeoutMs = WAIT_MS): Promise<Exit> {
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`assistd did not exit\n${this.describe()}`)), timeoutMs);
-    });
-    try {
-      return await Promise.race([this.exit, timeout]);
-    } finally {
-      clearTimeout(timer);
-    }
-  }
-
-  describe(): string {
-    return `--- stdout ---\n${this.stdout}--- stderr ---\n${this.stderr}`;
-  }
-
-  async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<Exit> {
-    if (this.exited) return this.exit;
-    this.proc.kill(signal);
-    return this.waitExit();
-  }
-}
-
 interface Serving {
-  cli: Cli;
+  cli: CliProcess;
   url: string;
   shownHost: string;
   port: number;
   boundTo: string;
 }
-
-const LISTENING = /^assistd: listening on (http:\/\/(\[[^\]]+\]|[^\s:/]+):(\d+)) \(bound to ([^)]+)\)$/m;
 
 /**
  * Starts `assistd serve ...` and waits for the whole banner (`models` is how many deployments the config routes),
@@ -175,7 +55,7 @@ async function serve(
   args: string[],
   options: { env?: NodeJS.ProcessEnv; cwd?: string; models?: number } = {},
 ): Promise<Serving> {
-  const cli = new Cli(['serve', '--port', '0', ...args], options);
+  const cli = new CliProcess(['serve', '--port', '0', ...args], options);
   const match = await cli.waitFor(LISTENING);
   await cli.waitFor(/^assistd: storage: .*$/m);
   const models = options.models ?? 0;
@@ -188,35 +68,25 @@ async function serve(
 }
 
 /** The process stopped cleanly after a signal: exit code 0 and the `stopped` line. */
-async function assertStopped(cli: Cli) {
+async function assertStopped(cli: CliProcess) {
   const exit = await cli.exit;
   assert.deepEqual(exit, { code: 0, signal: null }, cli.describe());
   assert.match(cli.stdout, /^assistd: stopped$/m);
 }
 
+/** A request to the CLI's server, with the key (when given) as a bearer token; `json` is the body's text when it is not JSON. */
 async function call(
   url: string,
   method: string,
   path: string,
   options: { key?: string; body?: unknown } = {},
 ): Promise<{ status: number; json: any }> {
-  const headers: Record<string, string> = {};
-  if (options.key) headers.authorization = `Bearer ${options.key}`;
-  if (options.body !== undefined) headers['content-type'] = 'application/json';
-  const response = await fetch(`${url}${path}`, {
-    method,
-    headers,
-    body: options.body === undefined ? undefined : JSON.stringify(options.body),
+  const response = await http({ url, apiKey: options.key ?? '' }, method, path, {
+    body: options.body,
+    auth: Boolean(options.key),
     signal: AbortSignal.timeout(WAIT_MS),
   });
-  const text = await response.text();
-  let json: any;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = text;
-  }
-  return { status: response.status, json };
+  return { status: response.status, json: response.json === undefined ? response.text : response.json };
 }
 
 async function createThread(url: string, key: string | undefined, tag: string): Promise<string> {
@@ -239,14 +109,14 @@ function writeFile(dir: string, name: string, text: string): string {
   return file;
 }
 
-function assertNoSecrets(cli: Cli, ...secrets: string[]) {
+function assertNoSecrets(cli: CliProcess, ...secrets: string[]) {
   for (const secret of secrets) {
     assert.ok(!cli.stdout.includes(secret), `stdout leaks a secret:\n${cli.stdout}`);
     assert.ok(!cli.stderr.includes(secret), `stderr leaks a secret:\n${cli.stderr}`);
   }
 }
 
-function warningLines(cli: Cli): string[] {
+function warningLines(cli: CliProcess): string[] {
   return cli.stderr.split('\n').filter((line) => line.includes('warning'));
 }
 
@@ -304,7 +174,7 @@ general_settings:
   `,
       );
       const server = await serve(['--config', config, '--data-dir', dir], {
-        env: baseEnv({ UPSTREAM_KEY, CLI_MK: MASTER_KEY }),
+        env: assistdEnv({ UPSTREAM_KEY, CLI_MK: MASTER_KEY }),
         models: 2,
       });
       const { cli } = server;
@@ -378,7 +248,7 @@ general_settings:
     test('a master key from ASSISTD_MASTER_KEY binds 0.0.0.0 by default and is never printed, even with request logging', async () => {
       const dir = await dataDir();
       const { cli, url, boundTo } = await serve(['--data-dir', dir], {
-        env: baseEnv({ ASSISTD_MASTER_KEY: MASTER_KEY, ASSISTD_LOG_LEVEL: 'debug' }),
+        env: assistdEnv({ ASSISTD_MASTER_KEY: MASTER_KEY, ASSISTD_LOG_LEVEL: 'debug' }),
       });
       try {
         assert.equal(boundTo, '0.0.0.0');
@@ -401,7 +271,7 @@ general_settings:
     test('invalid YAML → non-zero exit, a config error naming the file, and nothing started', async () => {
       const dir = join(scratchDir('unused'), 'data');
       const config = writeFile(scratchDir('config'), 'bad.yaml', 'model_list:\n  - model_name: a\n    litellm_params: {model: x\n  oops: [\n');
-      const cli = new Cli(['serve', '--port', '0', '--config', config, '--data-dir', dir]);
+      const cli = new CliProcess(['serve', '--port', '0', '--config', config, '--data-dir', dir]);
       const exit = await cli.waitExit();
       assert.notEqual(exit.code, 0);
       assert.match(cli.stderr, /^assistd: config error: .*not valid YAML/m);
@@ -425,8 +295,8 @@ general_settings:
   master_key: os.environ/CLI_MK
   `,
       );
-      const cli = new Cli(['serve', '--port', '0', '--config', config, '--data-dir', dir], {
-        env: baseEnv({ CLI_MK: MASTER_KEY, ASSISTD_TEST_SURELY_UNSET_VAR: undefined }),
+      const cli = new CliProcess(['serve', '--port', '0', '--config', config, '--data-dir', dir], {
+        env: assistdEnv({ CLI_MK: MASTER_KEY, ASSISTD_TEST_SURELY_UNSET_VAR: undefined }),
       });
       const exit = await cli.waitExit();
       assert.notEqual(exit.code, 0);
@@ -437,7 +307,7 @@ general_settings:
 
     test('a missing config file → non-zero exit naming the file', async () => {
       const missing = join(scratchDir('config'), 'nope.yaml');
-      const cli = new Cli(['serve', '--port', '0', '--config', missing, '--data-dir', join(scratchDir('unused'), 'd')]);
+      const cli = new CliProcess(['serve', '--port', '0', '--config', missing, '--data-dir', join(scratchDir('unused'), 'd')]);
       assert.notEqual((await cli.waitExit()).code, 0);
       assert.match(cli.stderr, /config error/);
       assert.ok(cli.stderr.includes(missing), cli.describe());
@@ -465,7 +335,7 @@ router_settings:
   `,
       );
       const { cli, url } = await serve(['--config', config, '--data-dir', dir], {
-        env: baseEnv({ UPSTREAM_KEY, CLI_MK: MASTER_KEY }),
+        env: assistdEnv({ UPSTREAM_KEY, CLI_MK: MASTER_KEY }),
         models: 1,
       });
       try {
@@ -489,7 +359,7 @@ router_settings:
     for (const value of ['abc', '70000', '-1', '1.5']) {
       test(`--port ${value} → non-zero exit with a message`, async () => {
         const dir = join(scratchDir('unused'), 'data');
-        const cli = new Cli(['serve', `--port=${value}`, '--data-dir', dir]);
+        const cli = new CliProcess(['serve', `--port=${value}`, '--data-dir', dir]);
         const exit = await cli.waitExit();
         assert.notEqual(exit.code, 0);
         assert.match(cli.stderr, /--port/);
@@ -501,7 +371,7 @@ router_settings:
 
     test('--port "" (empty) is rejected rather than silently meaning a random port', async () => {
       const dir = await dataDir();
-      const cli = new Cli(['serve', '--port=', '--data-dir', dir]);
+      const cli = new CliProcess(['serve', '--port=', '--data-dir', dir]);
       const outcome = await Promise.race([
         cli.waitExit().then((exit) => ({ exit })),
         // waitFor rejects when the process exits first; the exit branch then decides
@@ -518,7 +388,7 @@ router_settings:
     test('ASSISTD_DATA_DIR is honoured when --data-dir is absent, and --data-dir wins over it', async () => {
       const dir = await dataDir();
       const cwd = scratchDir('cwd');
-      const first = await serve([], { env: baseEnv({ ASSISTD_DATA_DIR: dir }), cwd });
+      const first = await serve([], { env: assistdEnv({ ASSISTD_DATA_DIR: dir }), cwd });
       let id: string;
       try {
         assert.match(first.cli.stdout, new RegExp(`^assistd: storage: embedded PGlite in ${escape(dir)}$`, 'm'));
@@ -531,7 +401,7 @@ router_settings:
       await assertStopped(first.cli);
 
       const other = join(scratchDir('unused'), 'never-created');
-      const second = await serve(['--data-dir', dir], { env: baseEnv({ ASSISTD_DATA_DIR: other }), cwd });
+      const second = await serve(['--data-dir', dir], { env: assistdEnv({ ASSISTD_DATA_DIR: other }), cwd });
       try {
         assert.match(second.cli.stdout, new RegExp(`storage: embedded PGlite in ${escape(dir)}$`, 'm'));
         assert.equal(existsSync(other), false);
@@ -564,7 +434,7 @@ router_settings:
       try {
         before = await createThread(first.url, undefined, 'before');
 
-        const second = new Cli(['serve', '--port', '0', '--data-dir', dir]);
+        const second = new CliProcess(['serve', '--port', '0', '--data-dir', dir]);
         const exit = await second.waitExit();
         assert.notEqual(exit.code, 0, second.describe());
         assert.equal(exit.signal, null);
@@ -622,7 +492,7 @@ router_settings:
       const dir = scratchDir('foreign');
       mkdirSync(dir, { recursive: true });
       writeFileSync(join(dir, 'assistd.lock'), JSON.stringify({ pid: deadPid(), host: 'another-container' }));
-      const cli = new Cli(['serve', '--port', '0', '--data-dir', dir]);
+      const cli = new CliProcess(['serve', '--port', '0', '--data-dir', dir]);
       assert.notEqual((await cli.waitExit()).code, 0);
       assert.match(cli.stderr, /in use by another assistd process \(pid \d+ on host another-container\)/);
       assert.match(cli.stderr, /delete .*assistd\.lock/);
@@ -633,7 +503,7 @@ router_settings:
       const dir = scratchDir('locked');
       mkdirSync(dir, { recursive: true });
       writeFileSync(join(dir, 'assistd.lock'), JSON.stringify({ pid: process.pid, host: 'here' }));
-      const cli = new Cli(['serve', '--port', '0', '--data-dir', dir]);
+      const cli = new CliProcess(['serve', '--port', '0', '--data-dir', dir]);
       assert.notEqual((await cli.waitExit()).code, 0);
       assert.ok(cli.stderr.includes(`pid ${process.pid}`), cli.describe());
       assert.equal(JSON.parse(readFileSync(join(dir, 'assistd.lock'), 'utf8')).pid, process.pid, 'the lock is left alone');
@@ -779,8 +649,8 @@ router_settings:
 
     test('a refused connection fails start-up without printing the password', async () => {
       const secret = 'secretpw-refused';
-      const cli = new Cli(['serve', '--port', '0', '--data-dir', join(scratchDir('unused'), 'd')], {
-        env: baseEnv({ DATABASE_URL: `postgres://postgres:${secret}@127.0.0.1:1/test` }),
+      const cli = new CliProcess(['serve', '--port', '0', '--data-dir', join(scratchDir('unused'), 'd')], {
+        env: assistdEnv({ DATABASE_URL: `postgres://postgres:${secret}@127.0.0.1:1/test` }),
       });
       assert.notEqual((await cli.waitExit()).code, 0);
       assert.match(cli.stderr, /ECONNREFUSED|connect/i);
@@ -814,7 +684,7 @@ router_settings:
     test('the banner says PostgreSQL and never prints the password; no data dir lock is taken', { skip }, async () => {
       const { url, secret } = await databaseUrl('secretpw');
       const dir = scratchDir('pg');
-      const env = baseEnv({ DATABASE_URL: url, ASSISTD_MASTER_KEY: MASTER_KEY });
+      const env = assistdEnv({ DATABASE_URL: url, ASSISTD_MASTER_KEY: MASTER_KEY });
       const first = await serve(['--data-dir', dir], { env });
       const second = await serve(['--data-dir', dir], { env });
       try {
@@ -839,7 +709,7 @@ router_settings:
 
     test('a password given as a ?password= query parameter is not printed either', { skip }, async () => {
       const { url, secret } = await databaseUrl('secretpw', true);
-      const { cli } = await serve(['--data-dir', scratchDir('pg')], { env: baseEnv({ DATABASE_URL: url }) });
+      const { cli } = await serve(['--data-dir', scratchDir('pg')], { env: assistdEnv({ DATABASE_URL: url }) });
       try {
         assert.match(cli.stdout, /^assistd: storage: PostgreSQL /m);
       } finally {

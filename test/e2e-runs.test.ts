@@ -6,112 +6,16 @@
  * message, so tests never take each other's turns, and the upstream requests of a test are found
  * by the same marker.
  */
-import { after, before, describe, test } from 'node:test';
+import { before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import type OpenAI from 'openai';
-import type OpenAIv4 from 'openai-v4';
-import { startFakeModel, type FakeModel, type FakeTurn, type RecordedRequest } from './helpers/fake-model.js';
-import { http, startTestServer, type TestServer } from './helpers/server.js';
+import { pollRun, taggedRuns, waitFor, withTimeout } from './helpers/harness.js';
+import { http } from './helpers/server.js';
 
 type Json = any;
 
 // ---------------------------------------------------------------- helpers
 
-let tagCounter = 0;
-const newTag = () => `[[T${++tagCounter}]]`;
-const TAG_PATTERN = /\[\[T\d+\]\]/g;
-
-function contentText(content: unknown): string {
-  if (typeof content === 'string') return content;
-  if (Array.isArray(content)) return content.map((part: Json) => (part?.type === 'text' ? String(part.text) : '')).join('\n');
-  return '';
-}
-
-/** The marker in the last user message of a chat request that has one. */
-function tagOf(body: Json): string | undefined {
-  const messages: Json[] = Array.isArray(body?.messages) ? body.messages : [];
-  for (let index = messages.length - 1; index >= 0; index--) {
-    if (messages[index]?.role !== 'user') continue;
-    const found = contentText(messages[index].content).match(TAG_PATTERN);
-    if (found) return found.at(-1);
-  }
-  return undefined;
-}
-
-interface Harness {
-  fake: FakeModel;
-  server: TestServer;
-  client: OpenAI;
-  v4: OpenAIv4;
-  /** Turns the fake answers, in order, to requests whose last user message carries `tag`. */
-  script(tag: string, ...turns: FakeTurn[]): void;
-  /** The chat requests the fake received for `tag`, in order. */
-  requests(tag: string): RecordedRequest[];
-}
-
-/** One fake model and one server for the enclosing describe, started and stopped by its hooks. */
-function useHarness(config?: (fakeUrl: string) => Record<string, unknown>): Harness {
-  const scripts = new Map<string, FakeTurn[]>();
-  const harness = {
-    script(tag: string, ...turns: FakeTurn[]) {
-      scripts.set(tag, [...(scripts.get(tag) ?? []), ...turns]);
-    },
-    requests(tag: string) {
-      return harness.fake.requests.filter((request) => request.path.endsWith('/chat/completions') && tagOf(request.body) === tag);
-    },
-  } as Harness;
-  before(async () => {
-    harness.fake = await startFakeModel();
-    harness.fake.onRequest((request) => {
-      const tag = tagOf(request.body);
-      return tag ? scripts.get(tag)?.shift() : undefined;
-    });
-    harness.server = await startTestServer({ modelUrl: harness.fake.url, config: config?.(harness.fake.url) });
-    harness.client = harness.server.client;
-    harness.v4 = harness.server.clientV4;
-  });
-  after(async () => {
-    await harness.server?.close();
-    await harness.fake?.close();
-  });
-  return harness;
-}
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
-/** Polls `check` until it returns something truthy; fails after `timeoutMs`. */
-async function waitFor<T>(label: string, check: () => Promise<T | undefined | null | false> | T | undefined | null | false, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    last = await check();
-    if (last) return last as T;
-    if (Date.now() > deadline) assert.fail(`timed out after ${timeoutMs} ms waiting for ${label} (last: ${JSON.stringify(last)})`);
-    await sleep(25);
-  }
-}
-
-async function withTimeout<T>(promise: Promise<T>, label: string, timeoutMs = 15_000): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([
-      promise,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`timed out after ${timeoutMs} ms: ${label}`)), timeoutMs);
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/** Polls the run (7.x client) until its status is one of `statuses`. */
-async function pollRun(client: OpenAI, threadId: string, runId: string, statuses: string[], timeoutMs = 15_000): Promise<Json> {
-  return waitFor(`run ${runId} to reach ${statuses.join('|')}`, async () => {
-    const run = await client.beta.threads.runs.retrieve(runId, { thread_id: threadId });
-    return statuses.includes(run.status) ? run : undefined;
-  }, timeoutMs);
-}
+const { newTag, useHarness } = taggedRuns('T');
 
 /** Awaits a request expected to fail with `status`; returns the SDK error. */
 async function apiError(promise: Promise<unknown>, status: number): Promise<Json> {

@@ -1121,6 +1121,49 @@ const BAD_REQUESTS: ErrorCase[] = [
   },
 ];
 
+/** The 404 for each kind of unknown id. */
+const NOT_FOUND_ERRORS = {
+  assistant: { status: 404, message: "No assistant found with id 'asst_x'." },
+  thread: { status: 404, message: "No thread found with id 'thread_x'." },
+  message: { status: 404, message: "No message found with id 'msg_x'." },
+};
+
+/** Calls on unknown ids (`asst_x`, `thread_x`, `msg_x` on a real thread), in both SDKs, and which id the 404 names. */
+const NOT_FOUND: { unknown: keyof typeof NOT_FOUND_ERRORS; v7: ErrorCase['v7']; v4: ErrorCase['v4'] }[] = [
+  { unknown: 'assistant', v7: (client) => client.beta.assistants.retrieve('asst_x'), v4: (client) => client.beta.assistants.retrieve('asst_x') },
+  { unknown: 'assistant', v7: (client) => client.beta.assistants.update('asst_x', { name: 'n' }), v4: (client) => client.beta.assistants.update('asst_x', { name: 'n' }) },
+  { unknown: 'assistant', v7: (client) => client.beta.assistants.delete('asst_x'), v4: (client) => client.beta.assistants.del('asst_x') },
+  { unknown: 'thread', v7: (client) => client.beta.threads.retrieve('thread_x'), v4: (client) => client.beta.threads.retrieve('thread_x') },
+  { unknown: 'thread', v7: (client) => client.beta.threads.update('thread_x', { metadata: {} }), v4: (client) => client.beta.threads.update('thread_x', { metadata: {} }) },
+  { unknown: 'thread', v7: (client) => client.beta.threads.delete('thread_x'), v4: (client) => client.beta.threads.del('thread_x') },
+  {
+    unknown: 'thread',
+    v7: (client) => client.beta.threads.messages.create('thread_x', { role: 'user', content: 'x' }),
+    v4: (client) => client.beta.threads.messages.create('thread_x', { role: 'user', content: 'x' }),
+  },
+  { unknown: 'thread', v7: (client) => client.beta.threads.messages.list('thread_x'), v4: (client) => client.beta.threads.messages.list('thread_x') },
+  {
+    unknown: 'thread',
+    v7: (client) => client.beta.threads.messages.retrieve('msg_x', { thread_id: 'thread_x' }),
+    v4: (client) => client.beta.threads.messages.retrieve('thread_x', 'msg_x'),
+  },
+  {
+    unknown: 'message',
+    v7: (client, threadId) => client.beta.threads.messages.retrieve('msg_x', { thread_id: threadId }),
+    v4: (client, threadId) => client.beta.threads.messages.retrieve(threadId, 'msg_x'),
+  },
+  {
+    unknown: 'message',
+    v7: (client, threadId) => client.beta.threads.messages.update('msg_x', { thread_id: threadId, metadata: {} }),
+    v4: (client, threadId) => client.beta.threads.messages.update(threadId, 'msg_x', { metadata: {} }),
+  },
+  {
+    unknown: 'message',
+    v7: (client, threadId) => client.beta.threads.messages.delete('msg_x', { thread_id: threadId }),
+    v4: (client, threadId) => client.beta.threads.messages.del(threadId, 'msg_x'),
+  },
+];
+
 describe('SDK error classes', () => {
   let threadId: string;
   let assistantId: string;
@@ -1200,52 +1243,14 @@ describe('SDK error classes', () => {
   });
 
   test('404 NotFoundError, openai 7.x: unknown ids', async () => {
-    const client = server.client;
-    const assistant = { status: 404, message: "No assistant found with id 'asst_x'." };
-    const thread = { status: 404, message: "No thread found with id 'thread_x'." };
-    const message = { status: 404, message: "No message found with id 'msg_x'." };
-    await expectApiError(() => client.beta.assistants.retrieve('asst_x'), OpenAI.NotFoundError, assistant);
-    await expectApiError(() => client.beta.assistants.update('asst_x', { name: 'n' }), OpenAI.NotFoundError, assistant);
-    await expectApiError(() => client.beta.assistants.delete('asst_x'), OpenAI.NotFoundError, assistant);
-    await expectApiError(() => client.beta.threads.retrieve('thread_x'), OpenAI.NotFoundError, thread);
-    await expectApiError(() => client.beta.threads.update('thread_x', { metadata: {} }), OpenAI.NotFoundError, thread);
-    await expectApiError(() => client.beta.threads.delete('thread_x'), OpenAI.NotFoundError, thread);
-    await expectApiError(
-      () => client.beta.threads.messages.create('thread_x', { role: 'user', content: 'x' }),
-      OpenAI.NotFoundError,
-      thread,
-    );
-    await expectApiError(() => client.beta.threads.messages.list('thread_x'), OpenAI.NotFoundError, thread);
-    await expectApiError(() => client.beta.threads.messages.retrieve('msg_x', { thread_id: 'thread_x' }), OpenAI.NotFoundError, thread);
-    await expectApiError(() => client.beta.threads.messages.retrieve('msg_x', { thread_id: threadId }), OpenAI.NotFoundError, message);
-    await expectApiError(
-      () => client.beta.threads.messages.update('msg_x', { thread_id: threadId, metadata: {} }),
-      OpenAI.NotFoundError,
-      message,
-    );
-    await expectApiError(() => client.beta.threads.messages.delete('msg_x', { thread_id: threadId }), OpenAI.NotFoundError, message);
+    for (const notFound of NOT_FOUND) {
+      await expectApiError(() => notFound.v7(server.client, threadId), OpenAI.NotFoundError, NOT_FOUND_ERRORS[notFound.unknown]);
+    }
   });
 
   test('404 NotFoundError, openai 4.x: unknown ids', async () => {
-    const client = server.clientV4;
-    const assistant = { status: 404, message: "No assistant found with id 'asst_x'." };
-    const thread = { status: 404, message: "No thread found with id 'thread_x'." };
-    const message = { status: 404, message: "No message found with id 'msg_x'." };
-    await expectApiError(() => client.beta.assistants.retrieve('asst_x'), OpenAIv4.NotFoundError, assistant);
-    await expectApiError(() => client.beta.assistants.update('asst_x', { name: 'n' }), OpenAIv4.NotFoundError, assistant);
-    await expectApiError(() => client.beta.assistants.del('asst_x'), OpenAIv4.NotFoundError, assistant);
-    await expectApiError(() => client.beta.threads.retrieve('thread_x'), OpenAIv4.NotFoundError, thread);
-    await expectApiError(() => client.beta.threads.update('thread_x', { metadata: {} }), OpenAIv4.NotFoundError, thread);
-    await expectApiError(() => client.beta.threads.del('thread_x'), OpenAIv4.NotFoundError, thread);
-    await expectApiError(
-      () => client.beta.threads.messages.create('thread_x', { role: 'user', content: 'x' }),
-      OpenAIv4.NotFoundError,
-      thread,
-    );
-    await expectApiError(() => client.beta.threads.messages.list('thread_x'), OpenAIv4.NotFoundError, thread);
-    await expectApiError(() => client.beta.threads.messages.retrieve('thread_x', 'msg_x'), OpenAIv4.NotFoundError, thread);
-    await expectApiError(() => client.beta.threads.messages.retrieve(threadId, 'msg_x'), OpenAIv4.NotFoundError, message);
-    await expectApiError(() => client.beta.threads.messages.update(threadId, 'msg_x', { metadata: {} }), OpenAIv4.NotFoundError, message);
-    await expectApiError(() => client.beta.threads.messages.del(threadId, 'msg_x'), OpenAIv4.NotFoundError, message);
+    for (const notFound of NOT_FOUND) {
+      await expectApiError(() => notFound.v4(server.clientV4, threadId), OpenAIv4.NotFoundError, NOT_FOUND_ERRORS[notFound.unknown]);
+    }
   });
 });

@@ -27,8 +27,9 @@ import { rmSync } from 'node:fs';
 import OpenAI from 'openai';
 import { parseConfig } from '../src/config.js';
 import { startServer, type RunningServer } from '../src/server.js';
-import { startFakeModel, type FakeModel, type FakeTurn, type RecordedRequest } from './helpers/fake-model.js';
-import { http, startTestServer, type TestServer } from './helpers/server.js';
+import { startFakeModel, type FakeModel } from './helpers/fake-model.js';
+import { chatRequests, pollRun, sleep, taggedRuns, waitFor, withTimeout } from './helpers/harness.js';
+import { http, type TestServer } from './helpers/server.js';
 import { preparedDataDir } from './helpers/storage.js';
 
 type Json = any;
@@ -44,66 +45,7 @@ const lookupTool = {
   function: { name: 'lookup', parameters: { type: 'object', properties: { q: { type: 'string' } } } },
 };
 
-let tagCounter = 0;
-const newTag = () => `[[R${++tagCounter}]]`;
-const TAG_PATTERN = /\[\[R\d+\]\]/g;
-
-function contentText(content: unknown): string {
-  if (typeof content === 'string') return content;
-  if (Array.isArray(content)) return content.map((part: Json) => (part?.type === 'text' ? String(part.text) : '')).join('\n');
-  return '';
-}
-
-/** The marker in the last user message of a chat request that has one. */
-function tagOf(body: Json): string | undefined {
-  const messages: Json[] = Array.isArray(body?.messages) ? body.messages : [];
-  for (let index = messages.length - 1; index >= 0; index--) {
-    if (messages[index]?.role !== 'user') continue;
-    const found = contentText(messages[index].content).match(TAG_PATTERN);
-    if (found) return found.at(-1);
-  }
-  return undefined;
-}
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
-/** Polls `check` until it returns something truthy; fails after `timeoutMs`. */
-async function waitFor<T>(label: string, check: () => Promise<T | undefined | null | false> | T | undefined | null | false, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    last = await check();
-    if (last) return last as T;
-    if (Date.now() > deadline) assert.fail(`timed out after ${timeoutMs} ms waiting for ${label} (last: ${JSON.stringify(last)})`);
-    await sleep(20);
-  }
-}
-
-async function withTimeout<T>(promise: Promise<T>, label: string, timeoutMs = 15_000): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([
-      promise,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`timed out after ${timeoutMs} ms: ${label}`)), timeoutMs);
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/** Polls the run until its status is one of `statuses`; a timeout names the last status seen. */
-async function pollRun(client: OpenAI, threadId: string, runId: string, statuses: string[], timeoutMs: number): Promise<Json> {
-  let last = '(none)';
-  return waitFor(`run ${runId} to reach ${statuses.join('|')}`, async () => {
-    const run = await client.beta.threads.runs.retrieve(runId, { thread_id: threadId });
-    last = run.status;
-    return statuses.includes(run.status) ? run : undefined;
-  }, timeoutMs).catch((error: Error) => {
-    throw new Error(`${error.message}; last status seen: ${last}`);
-  });
-}
+const { newTag, useHarness } = taggedRuns('R');
 
 function configDocument(fakeUrl: string, masterKey: string) {
   return {
@@ -133,8 +75,6 @@ const delayed = (ms: number) => (original: (...args: any[]) => any) => async (..
   await sleep(ms);
   return original(...args);
 };
-
-const chatRequests = (fake: FakeModel) => fake.requests.filter((request) => request.path.endsWith('/chat/completions'));
 
 // ---------------------------------------------------------------- raw SSE
 
@@ -312,37 +252,23 @@ describe('engine regressions: resume after an interruption mid-turn (PGlite, two
 // ================================================================ 2–6. one server (PGlite, or PostgreSQL when DATABASE_URL is set)
 
 describe('engine regressions: races, deleted threads, cut-off tool calls (model_max_retries 1, model_timeout_seconds 2)', () => {
+  const h = useHarness((fakeUrl) => ({
+    model_list: [{ model_name: '*', litellm_params: { model: 'openai/*', api_base: fakeUrl, api_key: 'x' } }],
+    assistd_settings: SETTINGS,
+  }));
   let fake: FakeModel;
   let server: TestServer;
   let client: OpenAI;
   let assistant: Json;
-  const scripts = new Map<string, FakeTurn[]>();
   /** Runs whose events some test streamed: none may keep a listener afterwards. */
   const streamedRuns = new Set<string>();
 
-  const script = (tag: string, ...turns: FakeTurn[]) => scripts.set(tag, [...(scripts.get(tag) ?? []), ...turns]);
-  const requestsFor = (tag: string): RecordedRequest[] => chatRequests(fake).filter((request) => tagOf(request.body) === tag);
+  const script = h.script;
+  const requestsFor = h.requests;
 
   before(async () => {
-    fake = await startFakeModel();
-    fake.onRequest((request) => {
-      const tag = tagOf(request.body);
-      return tag ? scripts.get(tag)?.shift() : undefined;
-    });
-    server = await startTestServer({
-      modelUrl: fake.url,
-      config: {
-        model_list: [{ model_name: '*', litellm_params: { model: 'openai/*', api_base: fake.url, api_key: 'x' } }],
-        assistd_settings: SETTINGS,
-      },
-      shutdownGraceMs: 0,
-    });
-    client = server.client;
+    ({ fake, server, client } = h);
     assistant = await client.beta.assistants.create({ model: 'gpt-4o', tools: [lookupTool] });
-  });
-  after(async () => {
-    await server?.close();
-    await fake?.close();
   });
 
   async function newThread(tag: string, text = 'Hello') {
@@ -468,11 +394,12 @@ describe('engine regressions: races, deleted threads, cut-off tool calls (model_
 
   // ---------------------------------------------------------------- 3. thread deleted mid-stream
 
-  test('thread deleted while its run streams a long answer: well-formed stream that ends, upstream call aborted by the lease heartbeat', async () => {
-    const tag = newTag();
-    // 60 chunks, 250 ms apart: 15 s, longer than every bound below.
-    script(tag, { chunks: Array.from({ length: 60 }, (_, index) => `w${index} `), chunkDelayMs: 250 });
-    const thread = await newThread(tag, 'Long');
+  /**
+   * Streams a run on a new thread, deletes the thread two message deltas in, then hands the stream
+   * and the run id to `check`; the stream is aborted afterwards if it has not ended.
+   */
+  async function deleteThreadMidStream(tag: string, text: string, check: (sse: SseCapture, runId: string) => Promise<void>) {
+    const thread = await newThread(tag, text);
     const sse = await openSse(server, `/v1/threads/${thread.id}/runs`, { assistant_id: assistant.id, stream: true });
     try {
       await waitFor('two message deltas', () => sse.count('thread.message.delta') >= 2, 10_000);
@@ -480,7 +407,17 @@ describe('engine regressions: races, deleted threads, cut-off tool calls (model_
       streamedRuns.add(runId);
       const deleted = await http(server, 'DELETE', `/v1/threads/${thread.id}`);
       assert.equal(deleted.status, 200, deleted.text);
+      await check(sse, runId);
+    } finally {
+      if (!sse.ended) sse.abort();
+    }
+  }
 
+  test('thread deleted while its run streams a long answer: well-formed stream that ends, upstream call aborted by the lease heartbeat', async () => {
+    const tag = newTag();
+    // 60 chunks, 250 ms apart: 15 s, longer than every bound below.
+    script(tag, { chunks: Array.from({ length: 60 }, (_, index) => `w${index} `), chunkDelayMs: 250 });
+    await deleteThreadMidStream(tag, 'Long', async (sse, runId) => {
       await withTimeout(sse.done, 'the stream of the deleted thread’s run to end', 10_000).catch((error: Error) => {
         throw new Error(`${error.message}; upstream chunks sent: ${requestsFor(tag)[0]?.chunksSent}/63; stream so far:\n${sse.text.slice(-1500)}`);
       });
@@ -490,22 +427,13 @@ describe('engine regressions: races, deleted threads, cut-off tool calls (model_
       await waitFor('the upstream request to be aborted', () => fake.activeConnections() === 0, 10_000);
       assert.ok(requestsFor(tag)[0]!.chunksSent < 60, 'the upstream stream was cut short, not run to its end');
       assert.equal(await server.storage.runs.getRunById(runId), undefined, 'the run went with its thread');
-    } finally {
-      if (!sse.ended) sse.abort();
-    }
+    });
   });
 
   test('thread deleted while its run streams a short answer that then finishes: no data: undefined, every data line JSON, stream ends', async () => {
     const tag = newTag();
     script(tag, { chunks: ['Short', ' answer', ' that', ' ends', ' soon', ' after', ' the', ' delete.'], chunkDelayMs: 150 });
-    const thread = await newThread(tag, 'Short');
-    const sse = await openSse(server, `/v1/threads/${thread.id}/runs`, { assistant_id: assistant.id, stream: true });
-    try {
-      await waitFor('two message deltas', () => sse.count('thread.message.delta') >= 2, 10_000);
-      const runId = JSON.parse(sse.find('thread.run.created')!.data).id as string;
-      streamedRuns.add(runId);
-      const deleted = await http(server, 'DELETE', `/v1/threads/${thread.id}`);
-      assert.equal(deleted.status, 200, deleted.text);
+    await deleteThreadMidStream(tag, 'Short', async (sse) => {
       await withTimeout(sse.done, 'the stream of the deleted thread’s run to end', 10_000).catch((error: Error) => {
         throw new Error(`${error.message}; stream so far:\n${sse.text.slice(-1500)}`);
       });
@@ -514,9 +442,7 @@ describe('engine regressions: races, deleted threads, cut-off tool calls (model_
         assert.equal(sse.count(name), 0, `${name} was sent for a run whose thread is gone:\n${sse.text.slice(-1500)}`);
       }
       await waitFor('the upstream request to end', () => fake.activeConnections() === 0, 10_000);
-    } finally {
-      if (!sse.ended) sse.abort();
-    }
+    });
   });
 
   // ---------------------------------------------------------------- 4. cut off mid tool call, retried with text
@@ -564,39 +490,47 @@ describe('engine regressions: races, deleted threads, cut-off tool calls (model_
 
   // ---------------------------------------------------------------- 5. submit_tool_outputs right after requires_action
 
+  /**
+   * One run that pauses in requires_action (a call `callId`, then text), its outputs submitted
+   * with submitToolOutputsStream from the handler of that event: the submit's stream carries text
+   * deltas and ends with thread.run.completed, and the stored run is completed.
+   */
+  async function submitOnRequiresAction(iteration: number, callId: string, text: string) {
+    const tag = newTag();
+    script(tag, { toolCalls: [{ id: callId, name: 'lookup', arguments: '{"q":"x"}' }] }, { chunks: ['Looked', ' it', ' up.'] });
+    const thread = await newThread(tag, text);
+    const stream = client.beta.threads.runs.stream(thread.id, { assistant_id: assistant.id });
+    const resumed = new Promise<{ events: Json[]; error?: unknown }>((resolve) => {
+      stream.on('event', (event) => {
+        if (event.event !== 'thread.run.requires_action') return;
+        streamedRuns.add(event.data.id);
+        const calls = event.data.required_action?.submit_tool_outputs.tool_calls ?? [];
+        const submit = client.beta.threads.runs.submitToolOutputsStream(event.data.id, {
+          thread_id: thread.id,
+          tool_outputs: calls.map((call) => ({ tool_call_id: call.id, output: 'x=1' })),
+        });
+        const events: Json[] = [];
+        submit.on('event', (item) => events.push(item));
+        submit.done().then(
+          () => resolve({ events }),
+          (error: unknown) => resolve({ events, error }),
+        );
+      });
+    });
+    const paused = await withTimeout(stream.finalRun(), `iteration ${iteration}: first stream`, 10_000);
+    assert.equal(paused.status, 'requires_action');
+    const { events, error } = await withTimeout(resumed, `iteration ${iteration}: submitToolOutputsStream to end`, 10_000);
+    const names = events.map((event) => event.event);
+    assert.equal(error, undefined, `iteration ${iteration}: submit stream failed: ${String(error)}; events: ${names.join(', ')}`);
+    assert.ok(names.includes('thread.message.delta'), `iteration ${iteration}: no thread.message.delta in ${JSON.stringify(names)}`);
+    assert.equal(names.at(-1), 'thread.run.completed', `iteration ${iteration}: events ${JSON.stringify(names)}`);
+    const stored = await client.beta.threads.runs.retrieve(paused.id, { thread_id: thread.id });
+    assert.equal(stored.status, 'completed');
+  }
+
   test('submitToolOutputsStream sent the moment requires_action arrives (10 times): text deltas, then thread.run.completed', async () => {
     for (let iteration = 0; iteration < 10; iteration++) {
-      const tag = newTag();
-      const callId = `call_race_${iteration}`;
-      script(tag, { toolCalls: [{ id: callId, name: 'lookup', arguments: '{"q":"x"}' }] }, { chunks: ['Looked', ' it', ' up.'] });
-      const thread = await newThread(tag, 'Submit');
-      const stream = client.beta.threads.runs.stream(thread.id, { assistant_id: assistant.id });
-      const resumed = new Promise<{ events: Json[]; error?: unknown }>((resolve) => {
-        stream.on('event', (event) => {
-          if (event.event !== 'thread.run.requires_action') return;
-          streamedRuns.add(event.data.id);
-          const calls = event.data.required_action?.submit_tool_outputs.tool_calls ?? [];
-          const submit = client.beta.threads.runs.submitToolOutputsStream(event.data.id, {
-            thread_id: thread.id,
-            tool_outputs: calls.map((call) => ({ tool_call_id: call.id, output: 'x=1' })),
-          });
-          const events: Json[] = [];
-          submit.on('event', (item) => events.push(item));
-          submit.done().then(
-            () => resolve({ events }),
-            (error: unknown) => resolve({ events, error }),
-          );
-        });
-      });
-      const paused = await withTimeout(stream.finalRun(), `iteration ${iteration}: first stream`, 10_000);
-      assert.equal(paused.status, 'requires_action');
-      const { events, error } = await withTimeout(resumed, `iteration ${iteration}: submitToolOutputsStream to end`, 10_000);
-      const names = events.map((event) => event.event);
-      assert.equal(error, undefined, `iteration ${iteration}: submit stream failed: ${String(error)}; events: ${names.join(', ')}`);
-      assert.ok(names.includes('thread.message.delta'), `iteration ${iteration}: no thread.message.delta in ${JSON.stringify(names)}`);
-      assert.equal(names.at(-1), 'thread.run.completed', `iteration ${iteration}: events ${JSON.stringify(names)}`);
-      const stored = await client.beta.threads.runs.retrieve(paused.id, { thread_id: thread.id });
-      assert.equal(stored.status, 'completed');
+      await submitOnRequiresAction(iteration, `call_race_${iteration}`, 'Submit');
     }
   });
 
@@ -606,36 +540,7 @@ describe('engine regressions: races, deleted threads, cut-off tool calls (model_
     const restore = patchMethod(server.storage.runs, 'release', delayed(300));
     try {
       for (let iteration = 0; iteration < 3; iteration++) {
-        const tag = newTag();
-        script(tag, { toolCalls: [{ id: `call_slow_${iteration}`, name: 'lookup', arguments: '{"q":"x"}' }] }, { chunks: ['Looked', ' it', ' up.'] });
-        const thread = await newThread(tag, 'Submit early');
-        const stream = client.beta.threads.runs.stream(thread.id, { assistant_id: assistant.id });
-        const resumed = new Promise<{ events: Json[]; error?: unknown }>((resolve) => {
-          stream.on('event', (event) => {
-            if (event.event !== 'thread.run.requires_action') return;
-            streamedRuns.add(event.data.id);
-            const calls = event.data.required_action?.submit_tool_outputs.tool_calls ?? [];
-            const submit = client.beta.threads.runs.submitToolOutputsStream(event.data.id, {
-              thread_id: thread.id,
-              tool_outputs: calls.map((call) => ({ tool_call_id: call.id, output: 'x=1' })),
-            });
-            const events: Json[] = [];
-            submit.on('event', (item) => events.push(item));
-            submit.done().then(
-              () => resolve({ events }),
-              (error: unknown) => resolve({ events, error }),
-            );
-          });
-        });
-        const paused = await withTimeout(stream.finalRun(), `iteration ${iteration}: first stream`, 10_000);
-        assert.equal(paused.status, 'requires_action');
-        const { events, error } = await withTimeout(resumed, `iteration ${iteration}: submitToolOutputsStream to end`, 10_000);
-        const names = events.map((event) => event.event);
-        assert.equal(error, undefined, `iteration ${iteration}: submit stream failed: ${String(error)}; events: ${names.join(', ')}`);
-        assert.ok(names.includes('thread.message.delta'), `iteration ${iteration}: no thread.message.delta in ${JSON.stringify(names)}`);
-        assert.equal(names.at(-1), 'thread.run.completed', `iteration ${iteration}: events ${JSON.stringify(names)}`);
-        const stored = await client.beta.threads.runs.retrieve(paused.id, { thread_id: thread.id });
-        assert.equal(stored.status, 'completed');
+        await submitOnRequiresAction(iteration, `call_slow_${iteration}`, 'Submit early');
       }
     } finally {
       restore();

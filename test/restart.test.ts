@@ -15,24 +15,20 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { cpSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { startFakeModel, type FakeModel, type FakeTurn, type RecordedRequest } from './helpers/fake-model.js';
+import { assistdEnv, cleanUpCliProcesses, CliProcess, LISTENING } from './helpers/cli.js';
+import { http } from './helpers/server.js';
 import { preparedDataDir, tempDir } from './helpers/storage.js';
 import { openStorage } from '../src/storage/index.js';
 
 type Json = any;
 
-// The compiled test lives in dist/test/, so the repo root is two levels up.
-const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const CLI = join(REPO_ROOT, 'dist', 'src', 'cli.js');
 const MASTER_KEY = `sk-restart-${randomBytes(8).toString('hex')}`;
 
-const START_MS = 30_000;
 const REQUEST_MS = 15_000;
 const EXIT_MS = 10_000;
 /** A resumed run on PGlite (recovered at start-up). */
@@ -64,81 +60,11 @@ function newMarker(label: string) {
 // ---------------------------------------------------------------------------------------------
 // child processes
 
-const children = new Set<Child>();
 const cleanupPaths: string[] = [];
 const databasesToDrop: string[] = [];
 
-class Child {
-  readonly proc: ChildProcess;
-  stdout = '';
-  stderr = '';
-  exited = false;
-  readonly exit: Promise<void>;
-  private readonly watchers = new Set<() => void>();
-
-  constructor(args: string[], env: NodeJS.ProcessEnv) {
-    this.proc = spawn(process.execPath, [CLI, ...args], { cwd: scratchDir('cwd'), env, stdio: ['ignore', 'pipe', 'pipe'] });
-    children.add(this);
-    this.proc.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
-      this.stdout += chunk;
-      this.notify();
-    });
-    this.proc.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
-      this.stderr += chunk;
-      this.notify();
-    });
-    this.exit = new Promise((resolve) => {
-      this.proc.on('close', () => {
-        this.exited = true;
-        this.notify();
-        resolve();
-      });
-    });
-  }
-
-  private notify() {
-    for (const watcher of [...this.watchers]) watcher();
-  }
-
-  describe(): string {
-    return `--- stdout ---\n${this.stdout}--- stderr ---\n${this.stderr}`;
-  }
-
-  waitFor(pattern: RegExp, timeoutMs = START_MS): Promise<RegExpMatchArray> {
-    return new Promise((resolve, reject) => {
-      const check = () => {
-        const match = this.stdout.match(pattern);
-        if (match) {
-          done();
-          resolve(match);
-        } else if (this.exited) {
-          done();
-          reject(new Error(`assistd exited before printing ${pattern}\n${this.describe()}`));
-        }
-      };
-      const timer = setTimeout(() => {
-        done();
-        reject(new Error(`timed out waiting for ${pattern}\n${this.describe()}`));
-      }, timeoutMs);
-      const done = () => {
-        clearTimeout(timer);
-        this.watchers.delete(check);
-      };
-      this.watchers.add(check);
-      check();
-    });
-  }
-
-  /** kill -9, and wait until it is gone. */
-  async kill9(): Promise<void> {
-    if (!this.exited) this.proc.kill('SIGKILL');
-    await bounded(this.exit, EXIT_MS, `assistd (pid ${this.proc.pid}) did not die on SIGKILL`);
-  }
-}
-
 after(async () => {
-  for (const child of children) if (!child.exited) child.proc.kill('SIGKILL');
-  await Promise.all([...children].map((child) => bounded(child.exit, EXIT_MS, 'child exit').catch(() => {})));
+  await cleanUpCliProcesses(EXIT_MS);
   await fake?.close();
   for (const path of cleanupPaths) rmSync(path, { recursive: true, force: true });
   if (databasesToDrop.length > 0) {
@@ -163,32 +89,10 @@ before(async () => {
   });
 });
 
-function bounded<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([
-    promise,
-    new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
-}
-
 function scratchDir(label: string): string {
   const dir = tempDir(`restart-${label}`);
   cleanupPaths.push(dir);
   return dir;
-}
-
-/** The test's environment minus everything assistd reads (and the test runner's marker). */
-function childEnv(databaseUrl?: string): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...process.env };
-  delete env.DATABASE_URL;
-  delete env.ASSISTD_MASTER_KEY;
-  delete env.ASSISTD_DATA_DIR;
-  delete env.ASSISTD_LOG_LEVEL;
-  delete env.NODE_TEST_CONTEXT;
-  if (databaseUrl) env.DATABASE_URL = databaseUrl;
-  return env;
 }
 
 /** Where a server keeps its data: a PGlite dir, or a fresh PostgreSQL database (plus an unused dir). */
@@ -233,17 +137,15 @@ function writeConfig(): string {
   return file;
 }
 
-const LISTENING = /^assistd: listening on (http:\/\/(?:\[[^\]]+\]|[^\s:/]+):(\d+)) \(bound to ([^)]+)\)$/m;
-
 interface Server {
-  child: Child;
+  child: CliProcess;
   url: string;
 }
 
 async function serve(store: Store): Promise<Server> {
-  const child = new Child(
+  const child = new CliProcess(
     ['serve', '--port', '0', '--host', '127.0.0.1', '--data-dir', store.dataDir, '--config', store.configFile],
-    childEnv(store.databaseUrl),
+    { env: assistdEnv({ DATABASE_URL: store.databaseUrl }) },
   );
   const match = await child.waitFor(LISTENING);
   const url = match[1]!;
@@ -252,25 +154,14 @@ async function serve(store: Store): Promise<Server> {
   return { child, url };
 }
 
+/** A request with the master key and the assistants v2 header; `json` is the body's text when it is not JSON. */
 async function call(url: string, method: string, path: string, body?: unknown): Promise<{ status: number; json: Json }> {
-  const response = await fetch(`${url}${path}`, {
-    method,
-    headers: {
-      authorization: `Bearer ${MASTER_KEY}`,
-      'openai-beta': 'assistants=v2',
-      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-    },
-    body: body === undefined ? undefined : JSON.stringify(body),
+  const response = await http({ url, apiKey: MASTER_KEY }, method, path, {
+    body,
+    headers: { 'openai-beta': 'assistants=v2' },
     signal: AbortSignal.timeout(REQUEST_MS),
   });
-  const text = await response.text();
-  let json: Json;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = text;
-  }
-  return { status: response.status, json };
+  return { status: response.status, json: response.json === undefined ? response.text : response.json };
 }
 
 async function api(server: Server, method: string, path: string, body?: unknown): Promise<Json> {
@@ -362,7 +253,7 @@ async function killedMidStream(store: Store, resumeMs: number) {
   });
   assert.equal(partial.status, 'in_progress');
   assert.equal(partial.run_id, run.id);
-  await first.child.kill9();
+  await first.child.stop('SIGKILL', EXIT_MS);
   const [cut] = requestsFor(marker);
   assert.ok(cut!.chunksSent < SLOW_CHUNKS.length + 2, `the first model call was cut off (${cut!.chunksSent} chunks sent)`);
 
@@ -381,7 +272,7 @@ async function killedMidStream(store: Store, resumeMs: number) {
     !requests[1]!.body.messages.some((message: Json) => message.role === 'assistant'),
     `the redone call carries nothing of the cut-off answer: ${JSON.stringify(requests[1]!.body.messages)}`,
   );
-  await second.child.kill9();
+  await second.child.stop('SIGKILL', EXIT_MS);
 }
 
 describe('restart safety: kill -9 and start again (PGlite)', () => {
@@ -402,7 +293,7 @@ describe('restart safety: kill -9 and start again (PGlite)', () => {
     const run = await api(first, 'POST', `/threads/${thread.id}/runs`, { assistant_id: assistant.id });
     const { run: waiting } = await pollRun(first, thread.id, run.id, REQUEST_MS, 'requires_action');
     assert.equal(waiting.status, 'requires_action');
-    await first.child.kill9();
+    await first.child.stop('SIGKILL', EXIT_MS);
 
     const answer = 'It is sunny in Paris.';
     script(marker, { text: answer });
@@ -431,7 +322,7 @@ describe('restart safety: kill -9 and start again (PGlite)', () => {
     const toolMessage = requests[1]!.body.messages.find((message: Json) => message.role === 'tool');
     assert.equal(toolMessage?.tool_call_id, toolCall.id);
     assert.equal(toolMessage?.content, '22 C and sunny');
-    await second.child.kill9();
+    await second.child.stop('SIGKILL', EXIT_MS);
   });
 
   test('killed right after a run was created, before it started: it completes after the restart', async () => {
@@ -447,7 +338,7 @@ describe('restart safety: kill -9 and start again (PGlite)', () => {
       const answer = `Answered by the restarted server (${attempt}).`;
       script(marker, { text: answer });
       const run = await api(server, 'POST', `/threads/${thread.id}/runs`, { assistant_id: assistant.id });
-      await server.child.kill9();
+      await server.child.stop('SIGKILL', EXIT_MS);
       assert.equal(run.status, 'queued');
 
       // What the dead process left behind, read from a copy so the restart finds the crashed files untouched.
@@ -470,7 +361,7 @@ describe('restart safety: kill -9 and start again (PGlite)', () => {
       assert.equal(requestsFor(marker).length, modelCalledBeforeKill ? 2 : 1);
     }
     assert.ok(statusesAtKill.includes('queued'), `a run was still queued when the process died (statuses at kill: ${statusesAtKill.join(', ')})`);
-    await server.child.kill9();
+    await server.child.stop('SIGKILL', EXIT_MS);
   });
 });
 

@@ -72,7 +72,7 @@ export async function http(
   server: { url: string; apiKey: string },
   method: string,
   path: string,
-  options: { body?: unknown; rawBody?: string; headers?: Record<string, string>; auth?: boolean } = {},
+  options: { body?: unknown; rawBody?: string; headers?: Record<string, string>; auth?: boolean; signal?: AbortSignal } = {},
 ) {
   const headers: Record<string, string> = { ...options.headers };
   if (options.auth !== false) headers.authorization ??= `Bearer ${server.apiKey}`;
@@ -81,7 +81,7 @@ export async function http(
     body = JSON.stringify(options.body);
     headers['content-type'] ??= 'application/json';
   }
-  const response = await fetch(`${server.url}${path}`, { method, headers, body });
+  const response = await fetch(`${server.url}${path}`, { method, headers, body, signal: options.signal });
   const text = await response.text();
   let json: any;
   try {
