@@ -22,16 +22,27 @@
  * Environment: BENCH_SECONDS (measured seconds per case, default 5), BENCH_WARMUP_SECONDS (default 1),
  * BENCH_CONNECTIONS (default "1,32"), DATABASE_URL (adds the PostgreSQL backend).
  */
-import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, mkdirSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { availableParallelism, cpus, tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { randomBytes } from 'node:crypto';
-import pg from 'pg';
+import {
+  AUTH,
+  cleanup,
+  cpuMeter,
+  createBenchDatabase,
+  envPositive,
+  installCleanupHandlers,
+  machine,
+  MASTER_KEY,
+  parseIntList,
+  percentile,
+  progress,
+  selectBackends,
+  sourceRevision,
+  startServer,
+  table,
+  type Backend,
+  type ServerChild,
+} from './lib.js';
 
 // ---- autocannon (v9 ships no types; only what is used here is declared)
 
@@ -87,34 +98,11 @@ if (flags.help) {
   process.exit(0);
 }
 
-function positiveNumber(name: string, fallback: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const value = Number(raw);
-  if (!Number.isFinite(value) || value <= 0) {
-    process.stderr.write(`bench: ${name} must be a positive number, got '${raw}'\n`);
-    process.exit(2);
-  }
-  return value;
-}
-
-const SECONDS = positiveNumber('BENCH_SECONDS', 5);
-const WARMUP_SECONDS = positiveNumber('BENCH_WARMUP_SECONDS', 1);
-const CONNECTIONS = (process.env.BENCH_CONNECTIONS ?? '1,32').split(',').map((part) => {
-  const value = Number(part.trim());
-  if (!Number.isInteger(value) || value < 1 || value > 1024) {
-    process.stderr.write(`bench: BENCH_CONNECTIONS must list integers from 1 to 1024, got '${process.env.BENCH_CONNECTIONS}'\n`);
-    process.exit(2);
-  }
-  return value;
-});
+const SECONDS = envPositive('BENCH_SECONDS', 5, false);
+const WARMUP_SECONDS = envPositive('BENCH_WARMUP_SECONDS', 1, false);
+const CONNECTIONS = parseIntList('BENCH_CONNECTIONS', process.env.BENCH_CONNECTIONS ?? '1,32', 1024);
 const LIST_THREAD_MESSAGES = 120;
-const HOST = '127.0.0.1';
-const START_TIMEOUT_MS = 120_000;
 const STOP_TIMEOUT_MS = 15_000;
-const CLI = fileURLToPath(new URL('../src/cli.js', import.meta.url));
-const MASTER_KEY = `sk-bench-${randomBytes(12).toString('hex')}`;
-const AUTH = { authorization: `Bearer ${MASTER_KEY}` };
 /**
  * Assistants must name a configured model. The benchmark never creates a run, so this deployment is
  * never called; its api_base is a closed local port all the same, so nothing could leave the machine.
@@ -126,201 +114,9 @@ const CONFIG = {
   ],
 };
 
-type Backend = 'pglite' | 'postgres';
-const databaseUrl = process.env.DATABASE_URL || undefined;
-const requested = (flags.backend ?? []) as string[];
-for (const name of requested) {
-  if (name !== 'pglite' && name !== 'postgres') {
-    process.stderr.write(`bench: --backend must be pglite or postgres, got '${name}'\n`);
-    process.exit(2);
-  }
-}
-const BACKENDS: Backend[] = (['pglite', 'postgres'] as const).filter(
-  (backend) => (requested.length === 0 || requested.includes(backend)) && (backend === 'pglite' || databaseUrl !== undefined),
-);
-if (requested.includes('postgres') && databaseUrl === undefined) {
-  process.stderr.write('bench: --backend postgres needs DATABASE_URL\n');
-  process.exit(2);
-}
+const { backends: BACKENDS, databaseUrl } = selectBackends((flags.backend ?? []) as string[]);
 
-const progress = (line: string) => process.stderr.write(`bench: ${line}\n`);
-
-// ---- cleanup: every child and database is registered here so any exit path releases it
-
-const children = new Set<ChildProcess>();
-const cleanups: Array<() => Promise<void>> = [];
-let cleaning: Promise<void> | undefined;
-function cleanup(): Promise<void> {
-  cleaning ??= (async () => {
-    for (const task of cleanups.splice(0).reverse()) await task().catch((error: unknown) => progress(`cleanup: ${String(error)}`));
-  })();
-  return cleaning;
-}
-process.on('exit', () => {
-  for (const child of children) child.kill('SIGKILL');
-});
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(signal, () => {
-    progress(`${signal} received, stopping servers`);
-    void cleanup().finally(() => process.exit(130));
-  });
-}
-
-// ---- CPU accounting (Linux /proc; reported as '-' elsewhere)
-
-let clockTicks = 100;
-try {
-  clockTicks = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
-} catch {
-  /* keep the usual 100 */
-}
-
-/** CPU seconds a process has used (user + system), or undefined without /proc. */
-function processCpuSeconds(pid: number | undefined): number | undefined {
-  if (pid === undefined) return undefined;
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / clockTicks;
-  } catch {
-    return undefined;
-  }
-}
-
-/** Busy and total CPU seconds across the whole host. */
-function hostCpuSeconds(): { busy: number; total: number } | undefined {
-  try {
-    const line = readFileSync('/proc/stat', 'utf8').split('\n')[0]!;
-    const numbers = line.trim().split(/\s+/).slice(1).map(Number);
-    const total = numbers.slice(0, 8).reduce((sum, value) => sum + value, 0);
-    const idle = (numbers[3] ?? 0) + (numbers[4] ?? 0);
-    return { busy: (total - idle) / clockTicks, total: total / clockTicks };
-  } catch {
-    return undefined;
-  }
-}
-
-/** The commit the server was built from, marked dirty when src/ has uncommitted changes. */
-function sourceRevision(): string {
-  try {
-    const root = fileURLToPath(new URL('../..', import.meta.url));
-    const commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-    const dirty = execFileSync('git', ['status', '--porcelain', '--', 'src'], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
-    return dirty.trim() === '' ? commit : `${commit}+dirty src`;
-  } catch {
-    return 'unknown';
-  }
-}
-
-// ---- the server child
-
-interface ServerChild {
-  backend: Backend;
-  url: string;
-  child: ChildProcess;
-  stop(): Promise<void>;
-}
-
-async function startServer(backend: Backend, childDatabaseUrl: string | undefined): Promise<ServerChild> {
-  const workDir = mkdtempSync(join(tmpdir(), `assistd-bench-${backend}-`));
-  cleanups.push(async () => rmSync(workDir, { recursive: true, force: true }));
-  const dataDir = join(workDir, 'data');
-  const configFile = join(workDir, 'config.yaml');
-  writeFileSync(configFile, JSON.stringify(CONFIG, null, 2)); // JSON is YAML
-  const env: NodeJS.ProcessEnv = { ...process.env, ASSISTD_MASTER_KEY: MASTER_KEY };
-  delete env.DATABASE_URL;
-  delete env.ASSISTD_DATA_DIR;
-  // Only the configured deployment: no provider picked up from the bench's own environment.
-  for (const name of Object.keys(env)) if (/_API_(KEY|BASE)$/.test(name)) delete env[name];
-  if (childDatabaseUrl) env.DATABASE_URL = childDatabaseUrl;
-  const nodeArgs: string[] = [];
-  if (flags['cpu-prof']) {
-    const dir = resolve(flags['cpu-prof']);
-    mkdirSync(dir, { recursive: true });
-    nodeArgs.push('--cpu-prof', `--cpu-prof-dir=${dir}`, `--cpu-prof-name=server-${backend}-${process.pid}.cpuprofile`);
-  }
-  const child = spawn(process.execPath, [...nodeArgs, CLI, 'serve', '--config', configFile, '--port', '0', '--host', HOST, '--data-dir', dataDir], {
-    env,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  children.add(child);
-  let exited = false;
-  const exitedPromise = new Promise<void>((done) =>
-    child.once('exit', () => {
-      exited = true;
-      children.delete(child);
-      done();
-    }),
-  );
-  const stop = async () => {
-    if (exited) return;
-    child.kill('SIGTERM');
-    const timer = setTimeout(() => child.kill('SIGKILL'), STOP_TIMEOUT_MS);
-    await exitedPromise;
-    clearTimeout(timer);
-  };
-  cleanups.push(stop);
-
-  const output: string[] = [];
-  const remember = (line: string) => {
-    output.push(line);
-    if (output.length > 40) output.shift();
-  };
-  createInterface({ input: child.stderr! }).on('line', remember);
-  const lines = createInterface({ input: child.stdout! });
-  const url = await new Promise<string>((resolveUrl, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no listening line within ${START_TIMEOUT_MS / 1000} s`)), START_TIMEOUT_MS);
-    lines.on('line', (line) => {
-      remember(line);
-      const match = /^assistd: listening on http:\/\/(\S+):(\d+) \(bound to (\S+)\)$/.exec(line);
-      if (!match) return;
-      clearTimeout(timer);
-      if (match[1] !== HOST) reject(new Error(`server listens on ${match[1]}, expected ${HOST}`));
-      else resolveUrl(`http://${HOST}:${match[2]}`);
-    });
-    child.once('exit', (code, signal) => {
-      clearTimeout(timer);
-      reject(new Error(`server exited (${signal ?? `code ${code}`}) before listening`));
-    });
-    child.once('error', (error) => {
-      clearTimeout(timer);
-      reject(error);
-    });
-  }).catch(async (error: unknown) => {
-    await stop();
-    throw new Error(`${(error as Error).message}\n--- server output ---\n${output.join('\n')}`);
-  });
-  // Both line readers stay attached, so the pipes keep draining and a chatty server never blocks.
-  return { backend, url, child, stop };
-}
-
-// ---- PostgreSQL: one database of its own per run
-
-async function createBenchDatabase(url: string): Promise<{ url: string; version: string }> {
-  const name = `assistd_bench_${process.pid}`;
-  const admin = new pg.Client({ connectionString: url });
-  await admin.connect();
-  let version: string;
-  try {
-    version = (await admin.query<{ server_version: string }>('SHOW server_version')).rows[0]!.server_version;
-    await admin.query(`DROP DATABASE IF EXISTS "${name}"`);
-    await admin.query(`CREATE DATABASE "${name}"`);
-  } finally {
-    await admin.end();
-  }
-  cleanups.push(async () => {
-    const client = new pg.Client({ connectionString: url });
-    await client.connect();
-    try {
-      await client.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`).catch(() => client.query(`DROP DATABASE IF EXISTS "${name}"`));
-    } finally {
-      await client.end();
-    }
-  });
-  const childUrl = new URL(url);
-  childUrl.pathname = `/${name}`;
-  return { url: childUrl.toString(), version };
-}
+installCleanupHandlers('servers');
 
 // ---- fixtures
 
@@ -457,11 +253,6 @@ function cannon(base: string, connections: number, seconds: number, request: Aut
   });
 }
 
-function percentile(sorted: Float64Array, q: number): number | null {
-  if (sorted.length === 0) return null;
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))]!;
-}
-
 /** One non-2xx response, shown so a failing case explains itself. */
 async function sampleFailure(base: string, request: AutocannonRequest): Promise<string | undefined> {
   try {
@@ -477,18 +268,12 @@ async function measure(server: ServerChild, operation: Operation, fixtures: Fixt
   const request = operation.request(fixtures);
   const warmup = await cannon(server.url, connections, WARMUP_SECONDS, request);
 
-  const serverBefore = processCpuSeconds(server.child.pid);
-  const loadgenBefore = process.cpuUsage();
-  const hostBefore = hostCpuSeconds();
-  const startedAt = process.hrtime.bigint();
+  const meter = cpuMeter({ server: server.pid });
   const run = await cannon(server.url, connections, SECONDS, request);
-  const wall = Number(process.hrtime.bigint() - startedAt) / 1e9;
-  const serverAfter = processCpuSeconds(server.child.pid);
-  const loadgen = process.cpuUsage(loadgenBefore);
-  const hostAfter = hostCpuSeconds();
+  const cpu = meter();
 
   const { result } = run;
-  const sorted = run.latencies.subarray(0, run.latencyCount).sort();
+  const latencies = run.latencies.subarray(0, run.latencyCount);
   const errors = result.errors + result.timeouts + warmup.result.errors + warmup.result.timeouts;
   const non2xx = result.non2xx + warmup.result.non2xx;
   const statusCodes: Record<string, number> = {};
@@ -505,21 +290,21 @@ async function measure(server: ServerChild, operation: Operation, fixtures: Fixt
     seconds: result.duration,
     requests: result.requests.total,
     requestsPerSecond: Math.round(result.requests.total / result.duration),
-    p50Ms: round(percentile(sorted, 0.5), 3),
-    p99Ms: round(percentile(sorted, 0.99), 3),
+    p50Ms: round(percentile(latencies, 0.5), 3),
+    p99Ms: round(percentile(latencies, 0.99), 3),
     errors,
     non2xx,
     statusCodes,
     ...(firstError === undefined ? {} : { firstError }),
-    serverCpu: serverBefore === undefined || serverAfter === undefined ? null : round((serverAfter - serverBefore) / wall, 2),
-    loadgenCpu: round((loadgen.user + loadgen.system) / 1e6 / wall, 2),
-    hostCpu: hostBefore && hostAfter ? round((hostAfter.busy - hostBefore.busy) / wall, 2) : null,
+    serverCpu: round(cpu.server, 2),
+    loadgenCpu: round(cpu.gen, 2),
+    hostCpu: round(cpu.host, 2),
   };
 }
 
 // ---- output
 
-function table(rows: CaseResult[]): string {
+function resultTable(rows: CaseResult[]): string {
   const header = ['backend', 'operation', 'conns', 'req/s', 'p50 ms', 'p99 ms', 'errors', 'non-2xx', 'srv cpu', 'gen cpu', 'host cpu'];
   const cell = (value: number | null, digits = 2) => (value === null ? '-' : value.toFixed(digits));
   const body = rows.map((row) => [
@@ -535,11 +320,7 @@ function table(rows: CaseResult[]): string {
     cell(row.loadgenCpu),
     cell(row.hostCpu),
   ]);
-  const widths = header.map((title, column) => Math.max(title.length, ...body.map((row) => row[column]!.length)));
-  const numeric = (column: number) => column >= 2;
-  const format = (row: string[]) =>
-    row.map((value, column) => (numeric(column) ? value.padStart(widths[column]!) : value.padEnd(widths[column]!))).join('  ');
-  return [format(header), widths.map((width) => '-'.repeat(width)).join('  '), ...body.map(format)].join('\n');
+  return table(header, body, 2);
 }
 
 // ---- main
@@ -547,10 +328,7 @@ function table(rows: CaseResult[]): string {
 async function main(): Promise<number> {
   const environment = {
     revision: sourceRevision(),
-    node: process.version,
-    platform: `${process.platform}/${process.arch}`,
-    cpus: availableParallelism(),
-    cpuModel: cpus()[0]?.model.trim() ?? 'unknown',
+    ...machine(),
     seconds: SECONDS,
     warmupSeconds: WARMUP_SECONDS,
     connections: CONNECTIONS,
@@ -565,13 +343,22 @@ async function main(): Promise<number> {
     try {
       let childUrl: string | undefined;
       if (backend === 'postgres') {
-        const database = await createBenchDatabase(databaseUrl!);
+        const database = await createBenchDatabase(databaseUrl!, `assistd_bench_${process.pid}`);
         childUrl = database.url;
         environment.postgres = database.version;
       }
       progress(`${backend}: starting server`);
       const started = Date.now();
-      server = await startServer(backend, childUrl);
+      server = await startServer({
+        backend,
+        workDirPrefix: `assistd-bench-${backend}-`,
+        config: CONFIG,
+        env: { ASSISTD_MASTER_KEY: MASTER_KEY },
+        databaseUrl: childUrl,
+        cpuProfDir: flags['cpu-prof'],
+        cpuProfName: `server-${backend}-${process.pid}.cpuprofile`,
+        stopTimeoutMs: STOP_TIMEOUT_MS,
+      });
       progress(`${backend}: listening on ${server.url} after ${((Date.now() - started) / 1000).toFixed(1)} s; preparing fixtures`);
       const fixtures = await prepareFixtures(server.url);
       for (const operation of SELECTED_OPERATIONS) {
@@ -608,7 +395,7 @@ async function main(): Promise<number> {
             : `; PostgreSQL not run (${databaseUrl === undefined ? 'DATABASE_URL unset' : 'not selected'})`),
       'errors and non-2xx include the warm-up; cpu columns are cores busy during the case: server process, load generator, whole host',
       '',
-      results.length > 0 ? table(results) : '(no results)',
+      results.length > 0 ? resultTable(results) : '(no results)',
     ];
     for (const row of failedRequests) {
       lines.push(

@@ -33,24 +33,42 @@
  * ("1,50"), BENCH_LONG_RUNS (20), BENCH_LONG_CHUNKS (2000, at most 10000), BENCH_STREAMS ("100,500,1000"),
  * BENCH_POLL_RUNS (100).
  */
-import { execFileSync, fork, spawn, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { fork, spawn } from 'node:child_process';
+import { readFileSync, rmSync } from 'node:fs';
 import http from 'node:http';
-import { availableParallelism, cpus, tmpdir } from 'node:os';
-import { join, relative, resolve } from 'node:path';
+import { relative } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import pg from 'pg';
 import type { FakeTurn } from '../test/helpers/fake-model.js';
+import {
+  AUTH,
+  cleanup,
+  cleanups,
+  cpuMeter,
+  createBenchDatabase,
+  envPositive,
+  HOST,
+  installCleanupHandlers,
+  machine,
+  manageChild,
+  MASTER_KEY,
+  parseIntList,
+  percentile,
+  progress,
+  ROOT,
+  rssMiB,
+  selectBackends,
+  sourceRevision,
+  startServer,
+  table,
+  type Backend,
+  type Cpu,
+  type ServerChild,
+} from './lib.js';
 
 const FAKE_CHILD_FLAG = '--fake-model-child';
-const HOST = '127.0.0.1';
 const SELF = fileURLToPath(import.meta.url);
-const CLI = fileURLToPath(new URL('../src/cli.js', import.meta.url));
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
 // ---- the scripted turns, chosen by the requested model name (the config routes `*` through)
 
@@ -60,27 +78,9 @@ const TTFT_CHUNKS = 20;
 const SLOW_CHUNKS = 20;
 const SLOW_DELAY_MS = 500;
 
-function positiveInt(name: string, fallback: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const value = Number(raw);
-  if (!Number.isInteger(value) || value <= 0) {
-    process.stderr.write(`bench: ${name} must be a positive integer, got '${raw}'\n`);
-    process.exit(2);
-  }
-  return value;
-}
-function intList(name: string, fallback: string, max: number): number[] {
-  const raw = process.env[name] || fallback;
-  const values = raw.split(',').map((part) => Number(part.trim()));
-  if (values.some((value) => !Number.isInteger(value) || value < 1 || value > max)) {
-    process.stderr.write(`bench: ${name} must list integers from 1 to ${max}, got '${raw}'\n`);
-    process.exit(2);
-  }
-  return values;
-}
+const intList = (name: string, fallback: string, max: number) => parseIntList(name, process.env[name] || fallback, max);
 
-const LONG_CHUNKS = positiveInt('BENCH_LONG_CHUNKS', 2000);
+const LONG_CHUNKS = envPositive('BENCH_LONG_CHUNKS', 2000, true);
 /**
  * The fake model writes an undelayed stream by synchronous recursion, one frame per SSE event:
  * from about 12,000 events on the stack overflows and the stream hangs (with the default stack).
@@ -165,24 +165,9 @@ async function benchMain(): Promise<void> {
     process.stdout.write('Usage: node dist/bench/runs.js [--backend pglite|postgres]... [--only ttft|long|streams|poll]... [--cpu-prof DIR]\n');
     return;
   }
-  type Backend = 'pglite' | 'postgres';
   type Section = 'ttft' | 'long' | 'streams' | 'poll';
   const SECTIONS: Section[] = ['ttft', 'long', 'streams', 'poll'];
-  const databaseUrl = process.env.DATABASE_URL || undefined;
-  const requestedBackends = (flags.backend ?? []) as string[];
-  for (const name of requestedBackends) {
-    if (name !== 'pglite' && name !== 'postgres') {
-      process.stderr.write(`bench: --backend must be pglite or postgres, got '${name}'\n`);
-      process.exit(2);
-    }
-  }
-  if (requestedBackends.includes('postgres') && databaseUrl === undefined) {
-    process.stderr.write('bench: --backend postgres needs DATABASE_URL\n');
-    process.exit(2);
-  }
-  const BACKENDS: Backend[] = (['pglite', 'postgres'] as const).filter(
-    (backend) => (requestedBackends.length === 0 || requestedBackends.includes(backend)) && (backend === 'pglite' || databaseUrl !== undefined),
-  );
+  const { backends: BACKENDS, databaseUrl } = selectBackends((flags.backend ?? []) as string[]);
   const requestedSections = (flags.only ?? []) as string[];
   for (const name of requestedSections) {
     if (!SECTIONS.includes(name as Section)) {
@@ -192,11 +177,11 @@ async function benchMain(): Promise<void> {
   }
   const runs = (section: Section) => requestedSections.length === 0 || requestedSections.includes(section);
 
-  const TTFT_RUNS = positiveInt('BENCH_TTFT_RUNS', 200);
+  const TTFT_RUNS = envPositive('BENCH_TTFT_RUNS', 200, true);
   const TTFT_LEVELS = intList('BENCH_TTFT_LEVELS', '1,50', 1000);
-  const LONG_RUNS = positiveInt('BENCH_LONG_RUNS', 20);
+  const LONG_RUNS = envPositive('BENCH_LONG_RUNS', 20, true);
   const STREAM_LEVELS = intList('BENCH_STREAMS', '100,500,1000', 5000);
-  const POLL_RUNS = positiveInt('BENCH_POLL_RUNS', 100);
+  const POLL_RUNS = envPositive('BENCH_POLL_RUNS', 100, true);
   const POLL_EVERY_MS = 10;
 
   // Each concurrent stream holds a socket in this process, two in the server (client and upstream)
@@ -222,111 +207,22 @@ async function benchMain(): Promise<void> {
     process.stderr.write(`bench: warning: open-file limit ${limits.soft} (hard ${limits.hard}) is below the ${neededFiles} the largest level may need\n`);
   }
 
-  const START_TIMEOUT_MS = 120_000;
   const STOP_TIMEOUT_MS = 20_000;
   const REQUEST_TIMEOUT_MS = 30_000;
   /** A slow run takes SLOW_CHUNKS × SLOW_DELAY_MS (10 s) at the model; this bounds a whole level. */
   const STREAM_TIMEOUT_MS = 180_000;
   const POLL_TIMEOUT_MS = 15_000;
 
-  const MASTER_KEY = `sk-bench-${randomBytes(12).toString('hex')}`;
-  const AUTH = { authorization: `Bearer ${MASTER_KEY}` };
-
-  const progress = (line: string) => process.stderr.write(`bench: ${line}\n`);
   const errors: string[] = [];
   const recordError = (line: string) => {
     errors.push(line);
     progress(`ERROR ${line}`);
   };
 
-  // ---- cleanup: every child and database is registered here so any exit path releases it
-
-  const children = new Set<ChildProcess>();
-  const cleanups: Array<() => Promise<void>> = [];
-  let cleaning: Promise<void> | undefined;
-  const cleanup = (): Promise<void> => {
-    cleaning ??= (async () => {
-      for (const task of cleanups.splice(0).reverse()) await task().catch((error: unknown) => progress(`cleanup: ${String(error)}`));
-    })();
-    return cleaning;
-  };
-  process.on('exit', () => {
-    for (const child of children) child.kill('SIGKILL');
-  });
-  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-    process.once(signal, () => {
-      progress(`${signal} received, stopping children`);
-      void cleanup().finally(() => process.exit(130));
-    });
-  }
-
-  function watchExit(child: ChildProcess) {
-    children.add(child);
-    let exited = false;
-    const exitedPromise = new Promise<void>((done) =>
-      child.once('exit', () => {
-        exited = true;
-        children.delete(child);
-        done();
-      }),
-    );
-    return {
-      isExited: () => exited,
-      stop: async () => {
-        if (exited) return;
-        child.kill('SIGTERM');
-        const timer = setTimeout(() => child.kill('SIGKILL'), STOP_TIMEOUT_MS);
-        await exitedPromise;
-        clearTimeout(timer);
-      },
-    };
-  }
+  installCleanupHandlers('children');
 
   // ---- /proc accounting (Linux; '-' elsewhere)
 
-  let clockTicks = 100;
-  try {
-    clockTicks = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
-  } catch {
-    /* keep the usual 100 */
-  }
-  const processCpuSeconds = (pid: number | undefined): number | undefined => {
-    if (pid === undefined) return undefined;
-    try {
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      return (Number(fields[11]) + Number(fields[12])) / clockTicks;
-    } catch {
-      return undefined;
-    }
-  };
-  const rssMiB = (pid: number | undefined): number | undefined => {
-    if (pid === undefined) return undefined;
-    try {
-      const match = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-      return match ? Number(match[1]) / 1024 : undefined;
-    } catch {
-      return undefined;
-    }
-  };
-  const hostCpuBusy = (): number | undefined => {
-    try {
-      const numbers = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
-      const total = numbers.slice(0, 8).reduce((sum, value) => sum + value, 0);
-      return (total - (numbers[3] ?? 0) - (numbers[4] ?? 0)) / clockTicks;
-    } catch {
-      return undefined;
-    }
-  };
-  const sourceRevision = (): string => {
-    try {
-      const commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-      const dirty = execFileSync('git', ['status', '--porcelain', '--', 'src'], { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
-      return dirty.trim() === '' ? commit : `${commit}+dirty src`;
-    } catch {
-      return 'unknown';
-    }
-  };
   const openFileLimit = (): string => {
     const limits = fileLimits();
     return limits ? `${limits.soft} (hard ${limits.hard})` : 'unknown';
@@ -347,30 +243,6 @@ async function benchMain(): Promise<void> {
     return undefined;
   };
 
-  /** CPU used by each process over a phase, in cores (1.0 = one core busy the whole time). */
-  function cpuMeter(pids: { server?: number; model?: number }) {
-    const wallStart = performance.now();
-    const server = processCpuSeconds(pids.server);
-    const model = processCpuSeconds(pids.model);
-    const gen = process.cpuUsage();
-    const host = hostCpuBusy();
-    return () => {
-      const wall = (performance.now() - wallStart) / 1000;
-      const after = (before: number | undefined, now: number | undefined) =>
-        before === undefined || now === undefined || wall <= 0 ? null : (now - before) / wall;
-      const genUsed = process.cpuUsage(gen);
-      const serverNow = processCpuSeconds(pids.server);
-      return {
-        /** CPU seconds the server used over the phase. */
-        serverSeconds: server === undefined || serverNow === undefined ? null : serverNow - server,
-        server: after(server, serverNow),
-        model: after(model, processCpuSeconds(pids.model)),
-        gen: (genUsed.user + genUsed.system) / 1e6 / wall,
-        host: after(host, hostCpuBusy()),
-      };
-    };
-  }
-  type Cpu = ReturnType<ReturnType<typeof cpuMeter>>;
   /** Server CPU per run over a phase, in ms. */
   const perRun = (cpu: Cpu, count: number) => (cpu.serverSeconds === null || count === 0 ? '-' : ((cpu.serverSeconds * 1000) / count).toFixed(1));
   const cpuCell = (cpu: Cpu) => [cpu.server, cpu.model, cpu.gen, cpu.host].map((value) => (value === null ? '-' : value.toFixed(2))).join('/');
@@ -599,20 +471,8 @@ async function benchMain(): Promise<void> {
 
   // ---- statistics
 
-  const percentile = (values: number[], q: number): number | null => {
-    if (values.length === 0) return null;
-    const sorted = [...values].sort((a, b) => a - b);
-    return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))]!;
-  };
   const ms = (value: number | null | undefined, digits = 1) => (value === null || value === undefined ? '-' : value.toFixed(digits));
   const sub = (a: number | null, b: number | null) => (a === null || b === null ? null : a - b);
-
-  function table(header: string[], rows: string[][], leftColumns = 1): string {
-    const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => (row[column] ?? '').length)));
-    const format = (row: string[]) =>
-      row.map((value, column) => (column < leftColumns ? value.padEnd(widths[column]!) : value.padStart(widths[column]!))).join('  ');
-    return [format(header), widths.map((width) => '-'.repeat(width)).join('  '), ...rows.map(format)].join('\n');
-  }
 
   /** Runs `count` tasks, at most `concurrency` at a time (a closed loop: each worker starts the next when one ends). */
   async function pool<T>(count: number, concurrency: number, task: (index: number) => Promise<T>): Promise<T[]> {
@@ -632,9 +492,6 @@ async function benchMain(): Promise<void> {
 
   // ---- children
 
-  /** Children stopped on purpose; any other exit is an error. */
-  const stopping = new WeakSet<ChildProcess>();
-
   interface FakeChild {
     url: string;
     pid: number | undefined;
@@ -643,11 +500,7 @@ async function benchMain(): Promise<void> {
 
   async function startFakeChild(): Promise<FakeChild> {
     const child = fork(SELF, [FAKE_CHILD_FLAG], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-    const watched = watchExit(child);
-    cleanups.push(async () => {
-      stopping.add(child);
-      await watched.stop();
-    });
+    const managed = manageChild(child, STOP_TIMEOUT_MS);
     const url = await new Promise<string>((resolveUrl, reject) => {
       const timer = setTimeout(() => reject(new Error('fake model did not start within 30 s')), 30_000);
       child.once('message', (message: { type?: string; url?: string }) => {
@@ -663,123 +516,48 @@ async function benchMain(): Promise<void> {
     const { hostname } = new URL(url);
     if (hostname !== HOST) throw new Error(`fake model listens on ${hostname}, expected ${HOST}`);
     child.on('exit', (code, signal) => {
-      if (!stopping.has(child)) recordError(`fake model exited unexpectedly (${signal ?? `code ${code}`})`);
+      if (!managed.stoppedOnPurpose()) recordError(`fake model exited unexpectedly (${signal ?? `code ${code}`})`);
     });
-    return {
-      url,
-      pid: child.pid,
-      stop: async () => {
-        stopping.add(child);
-        await watched.stop();
-      },
-    };
+    return { url, pid: child.pid, stop: managed.stop };
   }
-  interface ServerChild {
-    backend: Backend;
-    url: string;
-    pid: number | undefined;
+  interface RunsServer extends ServerChild {
     command: string;
-    /** Log lines the server wrote after it started listening. */
-    logLines: string[];
-    logCount: number;
-    exited(): boolean;
-    stop(): Promise<void>;
+    /** Log lines the server wrote after it started listening: the first few, and how many in all. */
+    log: { lines: string[]; count: number };
   }
 
-  async function startServer(backend: Backend, fakeUrl: string, childDatabaseUrl: string | undefined): Promise<ServerChild> {
-    const workDir = join(tmpdir(), `assistd-bench-runs-${backend}-${process.pid}-${randomBytes(4).toString('hex')}`);
-    mkdirSync(workDir, { recursive: true });
-    cleanups.push(async () => rmSync(workDir, { recursive: true, force: true }));
-    let dataDir: string;
+  async function startRunsServer(backend: Backend, fakeUrl: string, childDatabaseUrl: string | undefined): Promise<RunsServer> {
+    let dataDir: string | undefined; // with PostgreSQL unused, but the CLI resolves it: the default in the work dir
     if (backend === 'pglite') {
       const { preparedDataDir } = await import('../test/helpers/storage.js');
-      dataDir = await preparedDataDir();
-      cleanups.push(async () => rmSync(dataDir, { recursive: true, force: true }));
-    } else {
-      dataDir = join(workDir, 'data'); // unused with PostgreSQL, but the CLI resolves it
+      const prepared = await preparedDataDir();
+      cleanups.push(async () => rmSync(prepared, { recursive: true, force: true }));
+      dataDir = prepared;
     }
-    const configFile = join(workDir, 'config.yaml');
-    const config = {
-      model_list: [{ model_name: '*', litellm_params: { model: 'openai/*', api_base: fakeUrl, api_key: 'x' } }],
-      general_settings: { master_key: MASTER_KEY },
-    };
-    writeFileSync(configFile, JSON.stringify(config, null, 2)); // JSON is YAML
-    const env: NodeJS.ProcessEnv = { ...process.env };
-    delete env.DATABASE_URL;
-    delete env.ASSISTD_DATA_DIR;
-    delete env.ASSISTD_MASTER_KEY;
-    for (const name of Object.keys(env)) if (/_API_(KEY|BASE)$|^OPENAI_BASE_URL$/.test(name)) delete env[name];
-    if (childDatabaseUrl) env.DATABASE_URL = childDatabaseUrl;
-    const nodeArgs: string[] = [];
-    if (flags['cpu-prof']) {
-      const dir = resolve(flags['cpu-prof']);
-      mkdirSync(dir, { recursive: true });
-      nodeArgs.push('--cpu-prof', `--cpu-prof-dir=${dir}`, `--cpu-prof-name=server-runs-${backend}-${process.pid}.cpuprofile`);
-    }
-    const args = [...nodeArgs, CLI, 'serve', '--port', '0', '--host', HOST, '--data-dir', dataDir, '--config', configFile];
-    const command =
-      (childDatabaseUrl ? `DATABASE_URL=${redact(childDatabaseUrl)} ` : '') + `node ${args.map((arg) => (arg.startsWith(ROOT) ? relative(ROOT, arg) : arg)).join(' ')}`;
-    const child = spawn(process.execPath, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    const watched = watchExit(child);
-    cleanups.push(async () => {
-      stopping.add(child);
-      await watched.stop();
-    });
-
-    const startup: string[] = [];
-    const server: ServerChild = {
+    const log = { lines: [] as string[], count: 0 };
+    const server = await startServer({
       backend,
-      url: '',
-      pid: child.pid,
-      command,
-      logLines: [],
-      logCount: 0,
-      exited: watched.isExited,
-      stop: async () => {
-        stopping.add(child);
-        await watched.stop();
+      workDirPrefix: `assistd-bench-runs-${backend}-${process.pid}-`,
+      config: {
+        model_list: [{ model_name: '*', litellm_params: { model: 'openai/*', api_base: fakeUrl, api_key: 'x' } }],
+        general_settings: { master_key: MASTER_KEY },
       },
-    };
-    let listening = false;
-    const remember = (line: string) => {
-      if (!listening) {
-        startup.push(line);
-        if (startup.length > 40) startup.shift();
-        return;
-      }
-      server.logCount++;
-      if (server.logLines.length < 20) server.logLines.push(line.slice(0, 500));
-    };
-    createInterface({ input: child.stderr! }).on('line', remember);
-    const lines = createInterface({ input: child.stdout! });
-    server.url = await new Promise<string>((resolveUrl, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no listening line within ${START_TIMEOUT_MS / 1000} s`)), START_TIMEOUT_MS);
-      lines.on('line', (line) => {
-        if (listening && /^assistd: (storage|model): /.test(line)) return; // the start-up banner
-        remember(line);
-        const match = /^assistd: listening on http:\/\/(\S+):(\d+) \(bound to (\S+)\)$/.exec(line);
-        if (!match || listening) return;
-        listening = true;
-        clearTimeout(timer);
-        if (match[1] !== HOST) reject(new Error(`server listens on ${match[1]}, expected ${HOST}`));
-        else resolveUrl(`http://${HOST}:${match[2]}`);
-      });
-      child.once('exit', (code, signal) => {
-        clearTimeout(timer);
-        reject(new Error(`server exited (${signal ?? `code ${code}`}) before listening`));
-      });
-      child.once('error', (error) => {
-        clearTimeout(timer);
-        reject(error);
-      });
-    }).catch(async (error: unknown) => {
-      await server.stop();
-      throw new Error(`${(error as Error).message}\n--- server output ---\n${startup.join('\n')}`);
+      dropEnv: /^OPENAI_BASE_URL$/,
+      databaseUrl: childDatabaseUrl,
+      dataDir,
+      cpuProfDir: flags['cpu-prof'],
+      cpuProfName: `server-runs-${backend}-${process.pid}.cpuprofile`,
+      stopTimeoutMs: STOP_TIMEOUT_MS,
+      onLog: (line) => {
+        log.count++;
+        if (log.lines.length < 20) log.lines.push(line.slice(0, 500));
+      },
+      onUnexpectedExit: (how) => recordError(`${backend}: server exited unexpectedly (${how})`),
     });
-    child.on('exit', (code, signal) => {
-      if (!stopping.has(child)) recordError(`${backend}: server exited unexpectedly (${signal ?? `code ${code}`})`);
-    });
-    return server;
+    const command =
+      (childDatabaseUrl ? `DATABASE_URL=${redact(childDatabaseUrl)} ` : '') +
+      `node ${server.args.map((arg) => (arg.startsWith(ROOT) ? relative(ROOT, arg) : arg)).join(' ')}`;
+    return { ...server, command, log };
   }
 
   function redact(url: string): string {
@@ -792,37 +570,11 @@ async function benchMain(): Promise<void> {
     }
   }
 
-  async function createBenchDatabase(url: string): Promise<{ url: string; version: string }> {
-    const name = `assistd_bench_runs_${process.pid}`;
-    const admin = new pg.Client({ connectionString: url });
-    await admin.connect();
-    let version: string;
-    try {
-      version = (await admin.query<{ server_version: string }>('SHOW server_version')).rows[0]!.server_version;
-      await admin.query(`DROP DATABASE IF EXISTS "${name}"`);
-      await admin.query(`CREATE DATABASE "${name}"`);
-    } finally {
-      await admin.end();
-    }
-    cleanups.push(async () => {
-      const client = new pg.Client({ connectionString: url });
-      await client.connect();
-      try {
-        await client.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`).catch(() => client.query(`DROP DATABASE IF EXISTS "${name}"`));
-      } finally {
-        await client.end();
-      }
-    });
-    const childUrl = new URL(url);
-    childUrl.pathname = `/${name}`;
-    return { url: childUrl.toString(), version };
-  }
-
   // ---- workloads
 
   interface Context {
     backend: Backend;
-    server: ServerChild;
+    server: RunsServer;
     fake: FakeChild;
     assistantId: string;
   }
@@ -1084,12 +836,7 @@ async function benchMain(): Promise<void> {
   // ---- main
 
   const revision = sourceRevision();
-  const environment = {
-    node: process.version,
-    platform: `${process.platform}/${process.arch}`,
-    cpus: availableParallelism(),
-    cpuModel: cpus()[0]?.model.trim() ?? 'unknown',
-  };
+  const environment = machine();
   const ttftRows: TtftRow[] = [];
   const longRows: LongRow[] = [];
   const streamRows: StreamsRow[] = [];
@@ -1109,17 +856,17 @@ async function benchMain(): Promise<void> {
     commands.push(`fake model:  node ${relative(ROOT, SELF)} ${FAKE_CHILD_FLAG}   (pid ${fake.pid}, ${fake.url})`);
 
     for (const backend of BACKENDS) {
-      let server: ServerChild | undefined;
+      let server: RunsServer | undefined;
       try {
         let childUrl: string | undefined;
         if (backend === 'postgres') {
-          const database = await createBenchDatabase(databaseUrl!);
+          const database = await createBenchDatabase(databaseUrl!, `assistd_bench_runs_${process.pid}`);
           childUrl = database.url;
           postgresVersion = database.version;
         }
         progress(`${backend}: starting server`);
         const startedAt = Date.now();
-        server = await startServer(backend, fake.url, childUrl);
+        server = await startRunsServer(backend, fake.url, childUrl);
         commands.push(`server (${backend}): ${server.command}   (pid ${server.pid})`);
         progress(`${backend}: listening on ${server.url} after ${((Date.now() - startedAt) / 1000).toFixed(1)} s`);
         const assistant = await api(server.url, 'POST', '/v1/assistants', { model: MODELS.ttft, name: 'bench', instructions: INSTRUCTIONS });
@@ -1144,9 +891,9 @@ async function benchMain(): Promise<void> {
       } finally {
         if (server) {
           await server.stop();
-          if (server.logCount > 0) {
-            serverLogs.push(`${backend} server wrote ${server.logCount} log line(s) while running; first ${server.logLines.length}:`);
-            serverLogs.push(...server.logLines.map((line) => `  ${line}`));
+          if (server.log.count > 0) {
+            serverLogs.push(`${backend} server wrote ${server.log.count} log line(s) while running; first ${server.log.lines.length}:`);
+            serverLogs.push(...server.log.lines.map((line) => `  ${line}`));
           }
         }
       }
