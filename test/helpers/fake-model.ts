@@ -198,27 +198,33 @@ function writeStream(
   let timer: NodeJS.Timeout | undefined;
   response.once('close', () => clearTimeout(timer));
 
+  // Writes events until one needs a delay (then a timer continues), a loop rather than recursion
+  // so undelayed streams of any length never grow the stack.
   const writeNext = (): void => {
     timer = undefined;
-    if (response.destroyed) return;
-    if (breakAfter !== undefined && next >= breakAfter) {
-      response.socket?.destroy();
-      return;
+    for (;;) {
+      if (response.destroyed) return;
+      if (breakAfter !== undefined && next >= breakAfter) {
+        response.socket?.destroy();
+        return;
+      }
+      if (next === events.length) {
+        response.end();
+        return;
+      }
+      const event = events[next++]!;
+      recorded.chunksSent = next;
+      if (breakAfter !== undefined && next >= breakAfter) {
+        // Let the last event reach the client before the connection breaks.
+        response.write(event, () => response.socket?.destroy());
+        return;
+      }
+      response.write(event);
+      if (delayMs > 0) {
+        timer = setTimeout(writeNext, delayMs);
+        return;
+      }
     }
-    if (next === events.length) {
-      response.end();
-      return;
-    }
-    const event = events[next++]!;
-    recorded.chunksSent = next;
-    if (breakAfter !== undefined && next >= breakAfter) {
-      // Let the last event reach the client before the connection breaks.
-      response.write(event, () => response.socket?.destroy());
-      return;
-    }
-    response.write(event);
-    if (delayMs > 0) timer = setTimeout(writeNext, delayMs);
-    else writeNext();
   };
   writeNext();
 }
