@@ -57,6 +57,13 @@ function assignments(fields: Record<string, unknown>, values: unknown[]): string
     .join(', ');
 }
 
+/** Sets `fields` on the row with `id` and returns it as a wire object (undefined if it is gone). */
+async function updateById<Row>(client: SqlClient, table: string, columns: string, id: string, fields: Record<string, unknown>) {
+  const values: unknown[] = [id];
+  const { rows } = await client.query<Row>(`UPDATE ${table} SET ${assignments(fields, values)} WHERE id = $1 RETURNING ${columns}`, values);
+  return rows[0];
+}
+
 /** The run fields fixed at creation (the rest start null or are bookkeeping). */
 export interface NewRun {
   threadId: string;
@@ -243,13 +250,8 @@ export class RunRepository {
     return rows[0]!;
   }
 
-  async updateStep(stepId: string, fields: Record<string, unknown>, client: SqlClient = this.sql): Promise<RunStepObject | undefined> {
-    const values: unknown[] = [stepId];
-    const { rows } = await client.query<RunStepObject>(
-      `UPDATE run_steps SET ${assignments(fields, values)} WHERE id = $1 RETURNING ${STEP_COLUMNS}`,
-      values,
-    );
-    return rows[0];
+  updateStep(stepId: string, fields: Record<string, unknown>, client: SqlClient = this.sql): Promise<RunStepObject | undefined> {
+    return updateById<RunStepObject>(client, 'run_steps', STEP_COLUMNS, stepId, fields);
   }
 
   /** Ends every unfinished step of the run with `status` (cancelled, failed, expired). */
@@ -306,13 +308,8 @@ export class RunRepository {
     return rows[0];
   }
 
-  async updateMessage(messageId: string, fields: Record<string, unknown>, client: SqlClient = this.sql): Promise<MessageObject | undefined> {
-    const values: unknown[] = [messageId];
-    const { rows } = await client.query<MessageObject>(
-      `UPDATE messages SET ${assignments(fields, values)} WHERE id = $1 RETURNING ${MESSAGE_COLUMNS}`,
-      values,
-    );
-    return rows[0];
+  updateMessage(messageId: string, fields: Record<string, unknown>, client: SqlClient = this.sql): Promise<MessageObject | undefined> {
+    return updateById<MessageObject>(client, 'messages', MESSAGE_COLUMNS, messageId, fields);
   }
 
   /**
