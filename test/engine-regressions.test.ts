@@ -76,6 +76,13 @@ const delayed = (ms: number) => (original: (...args: any[]) => any) => async (..
   return original(...args);
 };
 
+/** A wrapper that waits `ms` after the original answered, before handing its result on. */
+const delayedAfter = (ms: number) => (original: (...args: any[]) => any) => async (...args: any[]) => {
+  const result = await original(...args);
+  await sleep(ms);
+  return result;
+};
+
 // ---------------------------------------------------------------- raw SSE
 
 interface SseEvent {
@@ -374,7 +381,7 @@ describe('engine regressions: races, deleted threads, cut-off tool calls (model_
 
   test('create then cancel while the run is starting (its start reads wait 100 ms, 5 times): cancelled within 2 s', async () => {
     // The cancel lands between the executor reading the queued run and moving it to in_progress.
-    const restore = patchMethod(server.storage.runs, 'runExtras', delayed(100));
+    const restore = patchMethod(server.storage.runs, 'runForExecution', delayedAfter(100));
     try {
       for (let iteration = 0; iteration < 5; iteration++) {
         const tag = newTag();

@@ -160,12 +160,12 @@ export class RunExecutor {
   }
 
   async execute(): Promise<void> {
-    const run = await this.runs.getRunById(this.runId);
-    if (!run) return;
-    this.run = run;
-    const extras = await this.runs.runExtras(this.runId);
-    this.usageTotal = extras?.usage_total ?? null;
+    const loaded = await this.runs.runForExecution(this.runId);
+    if (!loaded) return;
+    this.run = loaded.run;
+    this.usageTotal = loaded.usageTotal;
     this.completionUsed = this.usageTotal?.completion_tokens ?? 0;
+    const resumed = this.run.status === 'in_progress';
 
     try {
       if (this.run.status === 'cancelling') return await this.finishCancelled();
@@ -174,14 +174,15 @@ export class RunExecutor {
         this.publish('thread.run.in_progress', this.run);
       }
       if (this.run.status !== 'in_progress') return;
-      // After a crash: a model call that was cut off is redone from the last persisted step.
-      await this.runs.discardUnfinishedWork(this.runId);
+      // Resuming a run found in progress (after a crash or a shutdown): a model call that was cut
+      // off is redone from the last persisted step. A queued run has no unfinished work.
+      if (resumed) await this.runs.discardUnfinishedWork(this.runId);
 
       const model = this.deps.models.resolve(this.run.model);
       if (!model) {
         return await this.fail(undefined, { code: 'invalid_prompt', message: `The model '${this.run.model}' does not route to any configured deployment.` });
       }
-      await this.loop(model, extras?.additional_instructions ?? null, extras?.reasoning_effort ?? null);
+      await this.loop(model, loaded.additionalInstructions, loaded.reasoningEffort);
     } catch (error) {
       if (error instanceof StopSignal || this.signal.aborted) {
         const reason = error instanceof StopSignal ? error.reason : (this.signal.reason as StopSignal | undefined)?.reason;

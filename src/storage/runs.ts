@@ -179,13 +179,20 @@ export class RunRepository {
     return rows[0];
   }
 
-  /** Engine-only fields the wire object does not carry. */
-  async runExtras(runId: string): Promise<{ additional_instructions: string | null; reasoning_effort: string | null; usage_total: RunObject['usage'] } | undefined> {
-    const { rows } = await this.sql.query<{ additional_instructions: string | null; reasoning_effort: string | null; usage_total: RunObject['usage'] }>(
-      'SELECT additional_instructions, reasoning_effort, usage AS usage_total FROM runs WHERE id = $1',
+  /** The run with the engine-only fields the wire object does not carry, in one read. */
+  async runForExecution(runId: string): Promise<
+    | { run: RunObject; additionalInstructions: string | null; reasoningEffort: string | null; usageTotal: RunObject['usage'] }
+    | undefined
+  > {
+    const { rows } = await this.sql.query<RunObject & { x_additional_instructions: string | null; x_reasoning_effort: string | null; x_usage_total: RunObject['usage'] }>(
+      `SELECT ${RUN_COLUMNS}, additional_instructions AS x_additional_instructions, reasoning_effort AS x_reasoning_effort,
+         usage AS x_usage_total FROM runs WHERE id = $1`,
       [runId],
     );
-    return rows[0];
+    const row = rows[0];
+    if (!row) return undefined;
+    const { x_additional_instructions, x_reasoning_effort, x_usage_total, ...run } = row;
+    return { run, additionalInstructions: x_additional_instructions, reasoningEffort: x_reasoning_effort, usageTotal: x_usage_total };
   }
 
   async listRuns(threadId: string, page: PageRequest): Promise<ListObject<RunObject>> {
