@@ -23,6 +23,16 @@ export const invalidRequest = (message: string, param: string | null = null, cod
 export const notFound = (kind: string, id: string) =>
   new ApiError(404, `No ${kind} found with id '${id}'.`, 'invalid_request_error');
 
+/** 404 for an object under a thread: names the thread when it is the thread that is missing. */
+export async function notFoundInThread(
+  threads: { getThread(id: string): Promise<unknown> },
+  threadId: string,
+  kind: string,
+  id: string,
+): Promise<ApiError> {
+  return (await threads.getThread(threadId)) ? notFound(kind, id) : notFound('thread', threadId);
+}
+
 export const invalidUrl = (method: string, url: string) =>
   new ApiError(404, `Invalid URL (${method} ${url})`, 'invalid_request_error');
 

@@ -226,11 +226,7 @@ export class RunExecutor {
       const runMessageIds = steps.flatMap((step) =>
         step.step_details.type === 'message_creation' ? [step.step_details.message_creation.message_id] : [],
       );
-      const runMessages = new Map<string, MessageObject>();
-      for (const id of runMessageIds) {
-        const message = await this.runs.getMessageById(id);
-        if (message) runMessages.set(id, message);
-      }
+      const runMessages = new Map((await this.runs.getMessagesByIds(runMessageIds)).map((message) => [message.id, message]));
       const prompt = buildPrompt({
         run: this.run,
         additionalInstructions,

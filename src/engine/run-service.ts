@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { RunObject, RunStepObject, ThreadObject } from '../api/objects.js';
 import type { CreateMessage, CreateRun, CreateThreadAndRun, Tool } from '../api/schemas.js';
 import type { AssistdSettings } from '../config.js';
-import { invalidRequest, notFound } from '../errors.js';
+import { invalidRequest, notFound, notFoundInThread } from '../errors.js';
 import { nowSeconds } from '../ids.js';
 import type { ModelRegistry } from '../providers/registry.js';
 import type { Storage } from '../storage/index.js';
@@ -192,7 +192,7 @@ export class RunService {
     outputs: { tool_call_id: string; output?: string | undefined }[],
   ): Promise<{ run: RunObject; step: RunStepObject | undefined }> {
     const run = await this.storage.runs.getRun(threadId, runId);
-    if (!run) throw await this.runNotFound(threadId, runId);
+    if (!run) throw await notFoundInThread(this.storage, threadId, 'run', runId);
     if (run.status !== 'requires_action' || !run.required_action) {
       throw invalidRequest(`Runs in status "${run.status}" do not accept tool outputs.`);
     }
@@ -229,7 +229,7 @@ export class RunService {
 
   async cancel(threadId: string, runId: string): Promise<RunObject> {
     const run = await this.storage.runs.getRun(threadId, runId);
-    if (!run) throw await this.runNotFound(threadId, runId);
+    if (!run) throw await notFoundInThread(this.storage, threadId, 'run', runId);
     if (run.status === 'cancelling') return run;
     if (isTerminal(run.status)) throw invalidRequest(`Cannot cancel run with status '${run.status}'.`);
     const cancelling = await this.storage.runs.transition(runId, allowedFrom('cancelling'), 'cancelling');
@@ -245,10 +245,6 @@ export class RunService {
     }
     // else another process executes it; its heartbeat sees `cancelling` and stops.
     return cancelling;
-  }
-
-  async runNotFound(threadId: string, runId: string) {
-    return (await this.storage.getThread(threadId)) ? notFound('run', runId) : notFound('thread', threadId);
   }
 
   // ---- background duties

@@ -74,6 +74,10 @@ export function toList<T extends { id: string }>(data: T[], hasMore: boolean): L
 const ASSISTANT_COLUMNS = `id, 'assistant' AS object, created_at, name, description, model, instructions, tools,
   COALESCE(tool_resources, '{}'::json) AS tool_resources, metadata, temperature, top_p, response_format`;
 const THREAD_COLUMNS = `id, 'thread' AS object, created_at, COALESCE(tool_resources, '{}'::json) AS tool_resources, metadata`;
+/** Run statuses that hold a thread: one active run per thread, no new messages meanwhile. */
+export const ACTIVE_RUN_STATUSES = ['queued', 'in_progress', 'requires_action', 'cancelling'] as const;
+export const ACTIVE_RUN_STATUS_SQL = `(${ACTIVE_RUN_STATUSES.map((status) => `'${status}'`).join(', ')})`;
+
 export const MESSAGE_COLUMNS = `id, 'thread.message' AS object, created_at, thread_id, status, incomplete_details, completed_at,
   incomplete_at, role, content, assistant_id, run_id, COALESCE(attachments, '[]'::json) AS attachments, metadata`;
 
@@ -214,7 +218,7 @@ export class Repositories {
     const status = message.status ?? 'completed';
     const guard = unlessRunActive
       ? `WHERE NOT EXISTS (SELECT 1 FROM runs WHERE runs.thread_id = $2
-           AND runs.status IN ('queued', 'in_progress', 'requires_action', 'cancelling'))`
+           AND runs.status IN ${ACTIVE_RUN_STATUS_SQL})`
       : '';
     const { rows } = await this.sql.query<MessageObject>(
       `INSERT INTO messages (id, thread_id, created_at, status, completed_at, role, content, assistant_id, run_id,

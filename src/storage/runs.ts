@@ -1,9 +1,16 @@
 import type { FunctionToolCall, ListObject, MessageObject, RunObject, RunStatus, RunStepObject, StepDetails } from '../api/objects.js';
 import { newId, nowSeconds } from '../ids.js';
-import { MESSAGE_COLUMNS, Repositories, listPage, toList, type NewMessage, type PageRequest } from './repositories.js';
+import {
+  ACTIVE_RUN_STATUS_SQL,
+  MESSAGE_COLUMNS,
+  Repositories,
+  listPage,
+  toList,
+  type NewMessage,
+  type PageRequest,
+} from './repositories.js';
 import type { SqlClient } from './sql.js';
 
-export const ACTIVE_STATUSES: readonly RunStatus[] = ['queued', 'in_progress', 'requires_action', 'cancelling'];
 const TERMINAL_SQL = `('cancelled', 'failed', 'completed', 'incomplete', 'expired')`;
 
 // Usage is reported once the run has ended, as OpenAI does; the running total is kept meanwhile.
@@ -94,7 +101,7 @@ export class ActiveRunError extends Error {
     readonly threadId: string,
     readonly runId: string | null,
   ) {
-    super(`Thread ${threadId} already has an active run ${runId ?? ''}.`.replace(' .', '.'));
+    super(runId ? `Thread ${threadId} already has an active run ${runId}.` : `Thread ${threadId} already has an active run.`);
   }
 }
 
@@ -108,7 +115,7 @@ export class RunRepository {
 
   async activeRunId(threadId: string, client: SqlClient = this.sql): Promise<string | null> {
     const { rows } = await client.query<{ id: string }>(
-      `SELECT id FROM runs WHERE thread_id = $1 AND status IN ('queued', 'in_progress', 'requires_action', 'cancelling') LIMIT 1`,
+      `SELECT id FROM runs WHERE thread_id = $1 AND status IN ${ACTIVE_RUN_STATUS_SQL} LIMIT 1`,
       [threadId],
     );
     return rows[0]?.id ?? null;
@@ -310,9 +317,12 @@ export class RunRepository {
     return rows;
   }
 
-  async getMessageById(messageId: string): Promise<MessageObject | undefined> {
-    const { rows } = await this.sql.query<MessageObject>(`SELECT ${MESSAGE_COLUMNS} FROM messages WHERE id = $1`, [messageId]);
-    return rows[0];
+  async getMessagesByIds(messageIds: string[]): Promise<MessageObject[]> {
+    if (messageIds.length === 0) return [];
+    const { rows } = await this.sql.query<MessageObject>(`SELECT ${MESSAGE_COLUMNS} FROM messages WHERE id = ANY($1::text[])`, [
+      messageIds,
+    ]);
+    return rows;
   }
 
   updateMessage(messageId: string, fields: Record<string, unknown>, client: SqlClient = this.sql): Promise<MessageObject | undefined> {

@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { createMessageSchema, listMessagesQuerySchema, modifyMessageSchema } from '../../api/schemas.js';
 import { parseOrThrow } from '../../api/validation.js';
-import { invalidRequest, notFound } from '../../errors.js';
+import { invalidRequest, notFound, notFoundInThread } from '../../errors.js';
 import type { Storage } from '../../storage/index.js';
 import { FOREIGN_KEY_VIOLATION } from '../../storage/runs.js';
 import { toNewMessage } from '../content.js';
@@ -20,7 +20,9 @@ export function messageRoutes(app: FastifyInstance, storage: Storage) {
       const message = await storage.createMessage(threadId, toNewMessage(body), true);
       if (message) return message;
       const runId = await storage.runs.activeRunId(threadId);
-      throw invalidRequest(`Can't add messages to ${threadId} while a run ${runId ?? ''} is active.`.replace('  ', ' '));
+      throw invalidRequest(
+        runId ? `Can't add messages to ${threadId} while a run ${runId} is active.` : `Can't add messages to ${threadId} while a run is active.`,
+      );
     } catch (error) {
       if ((error as { code?: string }).code === FOREIGN_KEY_VIOLATION) throw notFound('thread', threadId);
       throw error;
@@ -38,25 +40,20 @@ export function messageRoutes(app: FastifyInstance, storage: Storage) {
 
   app.get<{ Params: MessageParams }>('/threads/:thread_id/messages/:message_id', async (request) => {
     const { thread_id: threadId, message_id: id } = request.params;
-    return (await storage.getMessage(threadId, id)) ?? Promise.reject(await messageNotFound(storage, threadId, id));
+    return (await storage.getMessage(threadId, id)) ?? Promise.reject(await notFoundInThread(storage, threadId, 'message', id));
   });
 
   app.post<{ Params: MessageParams }>('/threads/:thread_id/messages/:message_id', async (request) => {
     const { thread_id: threadId, message_id: id } = request.params;
     const body = parseOrThrow(modifyMessageSchema, request.body);
     return (
-      (await storage.modifyMessage(threadId, id, body.metadata)) ?? Promise.reject(await messageNotFound(storage, threadId, id))
+      (await storage.modifyMessage(threadId, id, body.metadata)) ?? Promise.reject(await notFoundInThread(storage, threadId, 'message', id))
     );
   });
 
   app.delete<{ Params: MessageParams }>('/threads/:thread_id/messages/:message_id', async (request) => {
     const { thread_id: threadId, message_id: id } = request.params;
-    if (!(await storage.deleteMessage(threadId, id))) throw await messageNotFound(storage, threadId, id);
+    if (!(await storage.deleteMessage(threadId, id))) throw await notFoundInThread(storage, threadId, 'message', id);
     return { id, object: 'thread.message.deleted', deleted: true };
   });
-}
-
-/** Names the thread when it is the thread that is missing, else the message. */
-async function messageNotFound(storage: Storage, threadId: string, id: string) {
-  return (await storage.getThread(threadId)) ? notFound('message', id) : notFound('thread', threadId);
 }

@@ -6,10 +6,11 @@ import {
   submitToolOutputsSchema,
 } from '../../api/schemas.js';
 import { parseOrThrow } from '../../api/validation.js';
+import type { RunObject } from '../../api/objects.js';
 import type { RunEvent } from '../../engine/events.js';
 import type { RunService } from '../../engine/run-service.js';
 import type { Storage } from '../../storage/index.js';
-import { notFound } from '../../errors.js';
+import { notFound, notFoundInThread } from '../../errors.js';
 import { pageFromQuery } from '../pagination.js';
 import { openEventStream } from '../sse.js';
 import { rejectUnsupportedResources } from './assistants.js';
@@ -33,36 +34,33 @@ function streamRun(reply: FastifyReply, service: RunService, runId: string, lead
 
 export function runRoutes(app: FastifyInstance, storage: Storage, service: RunService, pollAfterMs: number) {
   const pollHint = (reply: FastifyReply) => reply.header('openai-poll-after-ms', String(pollAfterMs));
+  /** Executes the run's next pass: streamed to this response (after `leading`), or in the background. */
+  const startRun = (reply: FastifyReply, run: RunObject, stream: boolean | null | undefined, leading: RunEvent[]) => {
+    if (stream) return streamRun(reply, service, run.id, leading);
+    service.execute(run.id);
+    pollHint(reply);
+    return run;
+  };
 
   app.post('/threads/runs', async (request, reply) => {
     const body = parseOrThrow(createThreadAndRunSchema, request.body);
     rejectUnsupportedResources(body);
     rejectUnsupportedResources(body.thread ?? {});
     const { thread, run } = await service.createThreadAndRun(body);
-    if (body.stream) {
-      return streamRun(reply, service, run.id, [
-        { event: 'thread.created', data: thread },
-        { event: 'thread.run.created', data: run },
-        { event: 'thread.run.queued', data: run },
-      ]);
-    }
-    service.execute(run.id);
-    pollHint(reply);
-    return run;
+    return startRun(reply, run, body.stream, [
+      { event: 'thread.created', data: thread },
+      { event: 'thread.run.created', data: run },
+      { event: 'thread.run.queued', data: run },
+    ]);
   });
 
   app.post<{ Params: ThreadParams }>('/threads/:thread_id/runs', async (request, reply) => {
     const body = parseOrThrow(createRunSchema, request.body);
     const run = await service.createRun(request.params.thread_id, body);
-    if (body.stream) {
-      return streamRun(reply, service, run.id, [
-        { event: 'thread.run.created', data: run },
-        { event: 'thread.run.queued', data: run },
-      ]);
-    }
-    service.execute(run.id);
-    pollHint(reply);
-    return run;
+    return startRun(reply, run, body.stream, [
+      { event: 'thread.run.created', data: run },
+      { event: 'thread.run.queued', data: run },
+    ]);
   });
 
   app.get<{ Params: ThreadParams }>('/threads/:thread_id/runs', async (request) => {
@@ -76,7 +74,7 @@ export function runRoutes(app: FastifyInstance, storage: Storage, service: RunSe
   app.get<{ Params: RunParams }>('/threads/:thread_id/runs/:run_id', async (request, reply) => {
     const { thread_id: threadId, run_id: runId } = request.params;
     const run = await storage.runs.getRun(threadId, runId);
-    if (!run) throw await service.runNotFound(threadId, runId);
+    if (!run) throw await notFoundInThread(storage, threadId, 'run', runId);
     pollHint(reply);
     return run;
   });
@@ -84,7 +82,7 @@ export function runRoutes(app: FastifyInstance, storage: Storage, service: RunSe
   app.post<{ Params: RunParams }>('/threads/:thread_id/runs/:run_id', async (request) => {
     const { thread_id: threadId, run_id: runId } = request.params;
     const body = parseOrThrow(modifyRunSchema, request.body);
-    return (await storage.runs.modifyRunMetadata(threadId, runId, body.metadata)) ?? Promise.reject(await service.runNotFound(threadId, runId));
+    return (await storage.runs.modifyRunMetadata(threadId, runId, body.metadata)) ?? Promise.reject(await notFoundInThread(storage, threadId, 'run', runId));
   });
 
   app.post<{ Params: RunParams }>('/threads/:thread_id/runs/:run_id/cancel', async (request, reply) => {
@@ -97,15 +95,10 @@ export function runRoutes(app: FastifyInstance, storage: Storage, service: RunSe
     const { thread_id: threadId, run_id: runId } = request.params;
     const body = parseOrThrow(submitToolOutputsSchema, request.body);
     const { run, step } = await service.submitToolOutputs(threadId, runId, body.tool_outputs);
-    if (body.stream) {
-      return streamRun(reply, service, run.id, [
-        ...(step ? [{ event: 'thread.run.step.completed', data: step }] : []),
-        { event: 'thread.run.queued', data: run },
-      ]);
-    }
-    service.execute(run.id);
-    pollHint(reply);
-    return run;
+    return startRun(reply, run, body.stream, [
+      ...(step ? [{ event: 'thread.run.step.completed', data: step }] : []),
+      { event: 'thread.run.queued', data: run },
+    ]);
   });
 
   app.get<{ Params: RunParams }>('/threads/:thread_id/runs/:run_id/steps', async (request) => {
@@ -114,7 +107,7 @@ export function runRoutes(app: FastifyInstance, storage: Storage, service: RunSe
     const list = await storage.runs.listSteps(runId, page);
     // Steps are listed by run id alone: the thread in the path must still be the run's own.
     if ((list.data.length === 0 || list.data[0]!.thread_id !== threadId) && !(await storage.runs.getRun(threadId, runId))) {
-      throw await service.runNotFound(threadId, runId);
+      throw await notFoundInThread(storage, threadId, 'run', runId);
     }
     return list;
   });
@@ -123,7 +116,7 @@ export function runRoutes(app: FastifyInstance, storage: Storage, service: RunSe
     const { thread_id: threadId, run_id: runId, step_id: stepId } = request.params;
     const step = await storage.runs.getStep(threadId, runId, stepId);
     if (step) return step;
-    if (!(await storage.runs.getRun(threadId, runId))) throw await service.runNotFound(threadId, runId);
+    if (!(await storage.runs.getRun(threadId, runId))) throw await notFoundInThread(storage, threadId, 'run', runId);
     throw notFound('run step', stepId);
   });
 }
