@@ -1,5 +1,7 @@
+import { maxHeaderSize } from 'node:http';
 import Fastify, { type FastifyInstance, type FastifyError } from 'fastify';
-import { ApiError, bodyTooLarge, invalidJson, invalidUrl, notFound, serverError } from './errors.js';
+import { ApiError, bodyTooLarge, invalidJson, invalidUrl, notFound, quote, serverError, shuttingDown } from './errors.js';
+import { connectionErrorHandler } from './http/connection-errors.js';
 import { ID_PATTERN } from './api/schemas.js';
 import type { Storage } from './storage/index.js';
 import { createAuthCheck } from './http/auth.js';
@@ -18,12 +20,18 @@ export interface AppOptions {
   maxRequestBytes: number;
   /** pino options, or false for silence (tests). */
   logger?: boolean | Record<string, unknown>;
+  /** Connection timeouts (ms; 0 disables one); defaults in config.ts. */
+  timeouts: { headersMs: number; requestMs: number; keepAliveMs: number };
 }
+
+/** How often Node looks for requests past their headers or request timeout (its default is 30 s). */
+const TIMEOUT_CHECK_INTERVAL_MS = 1_000;
 
 const API_PREFIX = '/v1';
 
 /** Builds the HTTP application; it never listens by itself. */
 export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
+  const { headersMs, requestMs, keepAliveMs } = options.timeouts;
   const app = Fastify({
     bodyLimit: options.maxRequestBytes,
     logger:
@@ -34,13 +42,31 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
             redact: ['req.headers.authorization', 'req.headers["api-key"]'],
           },
     requestIdHeader: 'x-request-id',
-    // Errors Fastify raises before routing (a malformed URL) still leave in OpenAI's shape.
-    frameworkErrors: (error, _request, reply) => {
-      const apiError = new ApiError(error.statusCode ?? 400, error.message, 'invalid_request_error');
+    // A request must arrive whole in time; once it has, its response (a streamed run) may take as
+    // long as it needs. Slow or stalled clients get a 408 and lose their connection.
+    http: {
+      headersTimeout: requestMs > 0 && headersMs > 0 ? Math.min(headersMs, requestMs) : headersMs,
+      requestTimeout: requestMs,
+      connectionsCheckingInterval: TIMEOUT_CHECK_INTERVAL_MS,
+    },
+    requestTimeout: requestMs,
+    keepAliveTimeout: keepAliveMs,
+    clientErrorHandler: connectionErrorHandler({ headersTimeoutMs: headersMs, requestTimeoutMs: requestMs, maxHeaderBytes: maxHeaderSize }),
+    // Errors Fastify raises before routing (a malformed URL, an overlong path segment) still leave
+    // in OpenAI's shape, quoting the URL only in part.
+    frameworkErrors: (error, request, reply) => {
+      const path = request.raw.url?.split('?')[0] ?? '';
+      const apiError =
+        error.code === 'FST_ERR_MAX_PARAM_LENGTH'
+          ? invalidUrl(request.method, path, 414, ': a path segment is too long.')
+          : error.code === 'FST_ERR_BAD_URL'
+            ? invalidUrl(request.method, path, 400, ': the path is not a valid URL.')
+            : new ApiError(error.statusCode ?? 400, quote(error.message), 'invalid_request_error');
       void reply.code(apiError.statusCode as never).send(apiError.toJSON() as never);
     },
     genReqId: () => `req_${Date.now().toString(36)}${Math.random().toString(36).slice(2, 10)}`,
-    return503OnClosing: true,
+    // Requests arriving once shutdown began get our own 503 (below), in OpenAI's shape.
+    return503OnClosing: false,
   });
 
   // Bodies are JSON whatever their declared type (curl -d sends form encoding); an empty body is `{}`.
@@ -63,7 +89,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       apiError = new ApiError(error.statusCode, error.message, 'invalid_request_error');
     } else if (typeof error.code === 'string' && error.code.startsWith('22')) {
       // PostgreSQL data exceptions (class 22) are caused by the input, never by the server.
-      apiError = new ApiError(400, `Invalid request: ${error.message}`, 'invalid_request_error');
+      apiError = new ApiError(400, `Invalid request: ${quote(error.message)}`, 'invalid_request_error');
     } else {
       request.log.error({ err: error, requestId: request.id }, 'unhandled error');
       apiError = serverError(request.id);
@@ -81,6 +107,9 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   let closing = false;
   app.addHook('preClose', async () => {
     closing = true;
+  });
+  app.addHook('onRequest', async () => {
+    if (closing) throw shuttingDown();
   });
   app.addHook('onSend', async (request, reply) => {
     reply.header('x-request-id', request.id);

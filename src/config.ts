@@ -36,6 +36,14 @@ export interface AssistdSettings {
   modelTimeoutSeconds: number;
   /** Retries of a retryable upstream failure before the run fails. */
   modelMaxRetries: number;
+  /** A request's headers must arrive within this (from its first byte); else 408. 0: no limit. */
+  headersTimeoutSeconds: number;
+  /** A request, body included, must arrive within this; else 408. Responses (streams) are not limited. 0: no limit. */
+  requestTimeoutSeconds: number;
+  /** An idle keep-alive connection is closed after this. */
+  keepAliveTimeoutSeconds: number;
+  /** At SIGTERM/SIGINT, how long requests and runs in flight may take to finish. */
+  shutdownGraceSeconds: number;
 }
 
 const SETTINGS_DEFAULTS: AssistdSettings = {
@@ -43,6 +51,12 @@ const SETTINGS_DEFAULTS: AssistdSettings = {
   pollAfterMs: 25,
   modelTimeoutSeconds: 120,
   modelMaxRetries: 3,
+  headersTimeoutSeconds: 10,
+  requestTimeoutSeconds: 20,
+  // Longer than the 60 s idle timeout of common load balancers, so they never reuse a closed connection.
+  keepAliveTimeoutSeconds: 72,
+  // Inside the 30 s an orchestrator (Kubernetes) waits after SIGTERM before it kills.
+  shutdownGraceSeconds: 25,
 };
 
 const SETTING_KEYS: Record<string, keyof AssistdSettings> = {
@@ -50,6 +64,10 @@ const SETTING_KEYS: Record<string, keyof AssistdSettings> = {
   poll_after_ms: 'pollAfterMs',
   model_timeout_seconds: 'modelTimeoutSeconds',
   model_max_retries: 'modelMaxRetries',
+  headers_timeout_seconds: 'headersTimeoutSeconds',
+  request_timeout_seconds: 'requestTimeoutSeconds',
+  keep_alive_timeout_seconds: 'keepAliveTimeoutSeconds',
+  shutdown_grace_seconds: 'shutdownGraceSeconds',
 };
 
 function parseSettings(value: unknown, ignored: string[]): AssistdSettings {

@@ -1,3 +1,13 @@
+import { truncate } from './text.js';
+
+/** How much of a client's own input an error message repeats. */
+const MAX_QUOTED_CHARS = 80;
+/** No message, whatever it quotes, grows past this. */
+const MAX_MESSAGE_CHARS = 1_000;
+
+/** A piece of client input as an error message repeats it: bounded. */
+export const quote = (value: unknown) => truncate(String(value), MAX_QUOTED_CHARS);
+
 /** A client-facing error in OpenAI's shape: `{"error": {"message", "type", "param", "code"}}`. */
 export class ApiError extends Error {
   constructor(
@@ -8,7 +18,7 @@ export class ApiError extends Error {
     readonly code: string | null = null,
     readonly headers: Record<string, string> = {},
   ) {
-    super(message);
+    super(truncate(message, MAX_MESSAGE_CHARS));
     this.name = 'ApiError';
   }
 
@@ -21,7 +31,7 @@ export const invalidRequest = (message: string, param: string | null = null, cod
   new ApiError(400, message, 'invalid_request_error', param, code);
 
 export const notFound = (kind: string, id: string) =>
-  new ApiError(404, `No ${kind} found with id '${id}'.`, 'invalid_request_error');
+  new ApiError(404, `No ${kind} found with id '${quote(id)}'.`, 'invalid_request_error');
 
 /** 404 for an object under a thread: names the thread when it is the thread that is missing. */
 export async function notFoundInThread(
@@ -33,8 +43,8 @@ export async function notFoundInThread(
   return (await threads.getThread(threadId)) ? notFound(kind, id) : notFound('thread', threadId);
 }
 
-export const invalidUrl = (method: string, url: string) =>
-  new ApiError(404, `Invalid URL (${method} ${url})`, 'invalid_request_error');
+export const invalidUrl = (method: string, url: string, status = 404, detail = '') =>
+  new ApiError(status, `Invalid URL (${quote(method)} ${quote(url)})${detail}`, 'invalid_request_error');
 
 export const missingApiKey = () =>
   new ApiError(
@@ -68,3 +78,28 @@ export const serverError = (requestId: string) =>
     `The server had an error while processing your request. Include the request ID ${requestId} if you report it.`,
     'server_error',
   );
+
+/** Errors written for a connection whose request never reached the routes (see http/connection-errors.ts). */
+export const requestTimeout = (part: 'headers' | 'body', seconds: number) =>
+  new ApiError(
+    408,
+    part === 'headers'
+      ? `The request headers did not arrive within ${seconds} seconds.`
+      : `The request body did not arrive within ${seconds} seconds of the request's start.`,
+    'invalid_request_error',
+    null,
+    'request_timeout',
+  );
+
+export const headersTooLarge = (limitBytes: number) =>
+  new ApiError(
+    431,
+    `Request header fields too large: the request line and headers must fit in ${limitBytes} bytes.`,
+    'invalid_request_error',
+  );
+
+export const malformedHttp = (reason: string) =>
+  new ApiError(400, `The request is not valid HTTP/1.1: ${reason}.`, 'invalid_request_error');
+
+export const shuttingDown = () =>
+  new ApiError(503, 'The server is shutting down. Retry the request in a moment.', 'server_error');

@@ -20,7 +20,7 @@ export interface ServerOptions {
   logger?: boolean | Record<string, unknown>;
   /** PostgreSQL schema override (tests). */
   schema?: string;
-  /** How long running runs may take to finish at shutdown before they are left for the next start. */
+  /** How long running runs may take to finish at shutdown before they are left for the next start (default: the config's). */
   shutdownGraceMs?: number;
 }
 
@@ -40,7 +40,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     dataDir: options.dataDir,
     schema: options.schema,
   });
-  const models = new ModelRegistry(options.config.modelList, options.config.settings);
+  const settings = options.config.settings;
+  const models = new ModelRegistry(options.config.modelList, settings);
   const runs = new RunService({
     storage,
     models,
@@ -57,6 +58,11 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       masterKey: options.config.masterKey,
       maxRequestBytes: options.config.maxRequestBytes,
       logger: options.logger,
+      timeouts: {
+        headersMs: settings.headersTimeoutSeconds * 1000,
+        requestMs: settings.requestTimeoutSeconds * 1000,
+        keepAliveMs: settings.keepAliveTimeoutSeconds * 1000,
+      },
     });
     // A burst of streaming clients must not overflow the accept queue (Node's default is 511).
     await app.listen({ port: options.port, host: options.host, backlog: 4096 });
@@ -80,7 +86,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     close() {
       closing ??= (async () => {
         // Streams end when their runs' passes end, so runs are drained alongside the HTTP server.
-        await Promise.all([app.close(), runs.close(options.shutdownGraceMs)]);
+        await Promise.all([app.close(), runs.close(options.shutdownGraceMs ?? settings.shutdownGraceSeconds * 1000)]);
         await storage.close();
       })();
       return closing;

@@ -1219,3 +1219,62 @@ describe('hostile values', () => {
     assert.deepStrictEqual(response.json.metadata, JSON.parse('{"__proto__":"x","k":"v"}'));
   });
 });
+
+// ---------------------------------------------------------------- bounded quotes
+
+describe('error messages quote client input only in part', () => {
+  const LONG = 'a'.repeat(10_000);
+  const MAX_MESSAGE = 400;
+
+  /** Each error is OpenAI's shape, short, and repeats at most 80 characters of the input. */
+  function assertBounded(response: Response, label: string) {
+    assert.ok(response.status >= 400 && response.status < 500, `${label} → ${response.status} ${response.text.slice(0, 200)}`);
+    assertErrorShape(response, label);
+    const { message, param } = response.json.error;
+    assert.ok(message.length <= MAX_MESSAGE, `${label}: a message of ${message.length} characters: ${message.slice(0, 200)}`);
+    assert.ok(!message.includes('a'.repeat(81)), `${label}: the message repeats more than 80 characters of input`);
+    assert.ok(param === null || param.length <= 250, `${label}: a param of ${param?.length} characters`);
+  }
+
+  test('a 10,000-character id in any path segment', async () => {
+    const paths: [string, string, unknown?][] = [
+      ['GET', `/v1/assistants/asst_${LONG}`],
+      ['POST', `/v1/assistants/asst_${LONG}`, {}],
+      ['DELETE', `/v1/assistants/asst_${LONG}`],
+      ['GET', `/v1/threads/thread_${LONG}`],
+      ['GET', `/v1/threads/thread_${LONG}/messages`],
+      ['GET', `/v1/threads/${threadId}/messages/msg_${LONG}`],
+      ['GET', `/v1/threads/${threadId}/runs/run_${LONG}`],
+      ['GET', `/v1/threads/${threadId}/runs/run_${LONG}/steps`],
+      ['GET', `/v1/nope/${LONG}`],
+      ['GET', `/${LONG}`],
+    ];
+    for (const id of [LONG.slice(0, 120), LONG]) {
+      for (const [method, path, body] of paths) {
+        const url = path.replace(LONG, id);
+        assertBounded(await call(method, url, body === undefined ? {} : { body }), `${method} ${url.slice(0, 60)}… (${id.length})`);
+      }
+    }
+  });
+
+  test('10,000-character values in queries and bodies', async () => {
+    const cases: [string, string, Options][] = [
+      ['GET', `/v1/assistants?order=${LONG}`, {}],
+      ['GET', `/v1/assistants?after=${LONG}`, {}],
+      ['GET', `/v1/assistants?limit=${LONG}`, {}],
+      ['GET', `/v1/threads/${threadId}/messages?run_id=${LONG}`, {}],
+      ['POST', '/v1/assistants', { body: { model: 'gpt-4o', [LONG]: 1 } }],
+      ['POST', '/v1/assistants', { body: { model: 'gpt-4o', metadata: { [LONG]: 1 } } }],
+      ['POST', '/v1/assistants', { body: { model: 'gpt-4o', tools: [{ type: LONG }] } }],
+      ['POST', '/v1/assistants', { body: { model: 'gpt-4o', response_format: LONG } }],
+      ['POST', '/v1/threads', { body: { messages: [{ role: LONG, content: 'x' }] } }],
+      ['POST', `/v1/threads/${threadId}/runs`, { body: { assistant_id: `asst_${LONG}` } }],
+      [
+        'POST',
+        `/v1/threads/${threadId}/runs`,
+        { body: { assistant_id: assistantId, tool_choice: { type: 'function', function: { name: LONG } } } },
+      ],
+    ];
+    for (const [method, path, options] of cases) assertBounded(await call(method, path, options), `${method} ${path.slice(0, 60)}`);
+  });
+});

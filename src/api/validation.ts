@@ -1,12 +1,15 @@
 import { z, type ZodIssue, type ZodTypeAny } from 'zod';
-import { invalidRequest, type ApiError } from '../errors.js';
+import { invalidRequest, quote, type ApiError } from '../errors.js';
+import { truncate } from '../text.js';
+
+const MAX_PARAM_CHARS = 200;
 
 /** `['tools', 0, 'function', 'name']` → `tools[0].function.name`, OpenAI's way of naming a param. */
 export function paramPath(path: readonly (string | number)[]): string {
   let out = '';
   for (const part of path) {
     if (typeof part === 'number') out += `[${part}]`;
-    else out += out === '' ? part : `.${part}`;
+    else out += out === '' ? quote(part) : `.${quote(part)}`;
   }
   return out;
 }
@@ -40,7 +43,7 @@ const EXPECTED: Record<string, string> = {
 };
 
 function listValues(values: readonly unknown[]): string {
-  const quoted = values.map((value) => `'${String(value)}'`);
+  const quoted = values.map((value) => `'${quote(value)}'`);
   if (quoted.length <= 1) return quoted.join('');
   if (quoted.length === 2) return `${quoted[0]} and ${quoted[1]}`;
   return `${quoted.slice(0, -1).join(', ')}, and ${quoted.at(-1)}`;
@@ -64,7 +67,8 @@ function unionIssue(issue: Extract<ZodIssue, { code: 'invalid_union' }>): ZodIss
 
 /** Turns the first zod issue into OpenAI's 400 with `param` naming the field. */
 export function issueToError(issue: ZodIssue, input: unknown, paramPrefix = ''): ApiError {
-  const param = paramPrefix + paramPath(issue.path);
+  // A key of the client's own (a metadata key, an unknown parameter) can be of any length.
+  const param = truncate(paramPrefix + paramPath(issue.path), MAX_PARAM_CHARS);
   const value = valueAt(input, issue.path);
   if (param === '' && issue.code !== 'unrecognized_keys') {
     return invalidRequest(`Invalid request body: expected a JSON object, but got ${describeType(value)} instead.`, null, 'invalid_type');
@@ -93,24 +97,24 @@ export function issueToError(issue: ZodIssue, input: unknown, paramPrefix = ''):
       );
     case 'unrecognized_keys': {
       const key = issue.keys[0] ?? '';
-      const unknownParam = param ? `${param}.${key}` : key;
+      const unknownParam = quote(param ? `${param}.${key}` : key);
       return invalidRequest(`Unknown parameter: '${unknownParam}'.`, unknownParam, 'unknown_parameter');
     }
     case 'invalid_enum_value':
       return invalidRequest(
-        `Invalid value: '${String(value)}'. Supported values are: ${listValues(issue.options)}.`,
+        `Invalid value: '${quote(value)}'. Supported values are: ${listValues(issue.options)}.`,
         param,
         'invalid_value',
       );
     case 'invalid_union_discriminator':
       if (value === undefined) return missing();
       return invalidRequest(
-        `Invalid value: '${String(valueAt(input, issue.path))}'. Supported values are: ${listValues(issue.options)}.`,
+        `Invalid value: '${quote(value)}'. Supported values are: ${listValues(issue.options)}.`,
         param,
         'invalid_value',
       );
     case 'invalid_literal':
-      return invalidRequest(`Invalid value for '${param}': expected '${String(issue.expected)}'.`, param, 'invalid_value');
+      return invalidRequest(`Invalid value for '${param}': expected '${quote(issue.expected)}'.`, param, 'invalid_value');
     case 'too_big':
     case 'too_small': {
       const above = issue.code === 'too_big';
@@ -160,7 +164,7 @@ const UNSTORABLE = /\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff
  * enough to exhaust a stack, and `__proto__` keys. Returns the first problem as a 400.
  */
 function scanInput(value: unknown, path: (string | number)[], paramPrefix: string): ApiError | undefined {
-  const param = () => paramPrefix + paramPath(path) || null;
+  const param = () => truncate(paramPrefix + paramPath(path), MAX_PARAM_CHARS) || null;
   if (typeof value === 'string') {
     return UNSTORABLE.test(value)
       ? invalidRequest(`Invalid '${param()}': string contains a NUL character or an unpaired surrogate.`, param(), 'invalid_value')
@@ -174,7 +178,7 @@ function scanInput(value: unknown, path: (string | number)[], paramPrefix: strin
   for (const [key, item] of entries) {
     if (typeof key === 'string') {
       if (key === '__proto__' || UNSTORABLE.test(key)) {
-        return invalidRequest(`Invalid '${param() ?? 'body'}': unsupported key '${key.replace(/\u0000/g, '\\u0000')}'.`, param(), 'invalid_value');
+        return invalidRequest(`Invalid '${param() ?? 'body'}': unsupported key '${quote(key.replace(/\u0000/g, '\\u0000'))}'.`, param(), 'invalid_value');
       }
     }
     path.push(key);

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { RunObject, RunStepObject, ThreadObject } from '../api/objects.js';
 import type { CreateMessage, CreateRun, CreateThreadAndRun, Tool } from '../api/schemas.js';
 import type { AssistdSettings } from '../config.js';
-import { invalidRequest, notFound, notFoundInThread } from '../errors.js';
+import { invalidRequest, notFound, notFoundInThread, quote } from '../errors.js';
 import { nowSeconds } from '../ids.js';
 import type { ModelRegistry } from '../providers/registry.js';
 import type { Storage } from '../storage/index.js';
@@ -57,7 +57,7 @@ export class RunService {
   /** Rejects a model name no deployment serves, naming it, as a 400 on `param`. */
   assertModelRoutes(model: string, param = 'model') {
     if (!this.options.models.has(model)) {
-      throw invalidRequest(`The model '${model}' does not exist or is not configured on this server.`, param, 'model_not_found');
+      throw invalidRequest(`The model '${quote(model)}' does not exist or is not configured on this server.`, param, 'model_not_found');
     }
   }
 
@@ -74,7 +74,7 @@ export class RunService {
       const name = toolChoice.function?.name;
       if (!name) throw invalidRequest("Missing required parameter: 'tool_choice.function'.", 'tool_choice.function');
       if (!tools.some((tool) => tool.type === 'function' && tool.function.name === name)) {
-        throw invalidRequest(`Invalid 'tool_choice': the function '${name}' is not one of the run's tools.`, 'tool_choice.function.name');
+        throw invalidRequest(`Invalid 'tool_choice': the function '${quote(name)}' is not one of the run's tools.`, 'tool_choice.function.name');
       }
     }
     return {
@@ -200,10 +200,10 @@ export class RunService {
     const given = new Map<string, string>();
     for (const [index, output] of outputs.entries()) {
       if (!pending.includes(output.tool_call_id)) {
-        throw invalidRequest(`Invalid 'tool_outputs[${index}].tool_call_id': no tool call with id '${output.tool_call_id}' is awaiting output.`, `tool_outputs[${index}].tool_call_id`);
+        throw invalidRequest(`Invalid 'tool_outputs[${index}].tool_call_id': no tool call with id '${quote(output.tool_call_id)}' is awaiting output.`, `tool_outputs[${index}].tool_call_id`);
       }
       if (given.has(output.tool_call_id)) {
-        throw invalidRequest(`Duplicate output for tool call '${output.tool_call_id}'.`, `tool_outputs[${index}].tool_call_id`);
+        throw invalidRequest(`Duplicate output for tool call '${quote(output.tool_call_id)}'.`, `tool_outputs[${index}].tool_call_id`);
       }
       given.set(output.tool_call_id, output.output ?? '');
     }

@@ -8,6 +8,7 @@ import {
   type StreamPart,
   type Usage,
 } from './types.js';
+import { truncate } from '../text.js';
 
 export interface OpenAICompatibleOptions {
   /** API root such as `https://api.openai.com/v1`; `/chat/completions` is appended. */
@@ -531,10 +532,6 @@ function describeError(error: unknown): string {
     return `${error.message} (${code && !cause.message.includes(code) ? `${code}: ` : ''}${cause.message})`;
   }
   return error.message;
-}
-
-function truncate(text: string, max: number): string {
-  return text.length <= max ? text : `${text.slice(0, max)}… (${text.length - max} more characters)`;
 }
 
 function randomSuffix(): string {
