@@ -200,7 +200,7 @@ export async function startServer(options: ServerOptions): Promise<ServerChild> 
     lines.on('line', (line) => {
       if (listening && /^assistd: (storage|model): /.test(line)) return; // the start-up banner
       remember(line);
-      const match = /^assistd: listening on http:\/\/(\S+):(\d+) \(bound to (\S+)\)$/.exec(line);
+      const match = /^assistd: listening on (\S+) port (\d+)\b/.exec(line);
       if (!match || listening) return;
       listening = true;
       clearTimeout(timer);

@@ -1,18 +1,49 @@
 #!/usr/bin/env node
+import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig } from './config.js';
 import { DataDirLockedError } from './storage/lock.js';
+import { StorageStartError } from './storage/start-errors.js';
 import { startServer } from './server.js';
 
 const USAGE = `Usage: assistd serve [--config FILE] [--port N] [--host H] [--data-dir DIR]
+       assistd --version
 
-  --config FILE    LiteLLM-compatible YAML config (model_list, general_settings)
-  --port N         port to listen on (default 4000)
-  --host H         address to bind (default 0.0.0.0; 127.0.0.1 when no master key is set)
-  --data-dir DIR   embedded storage directory (default ./.assistd, env ASSISTD_DATA_DIR)
+  -c, --config FILE   LiteLLM-compatible YAML config (model_list, general_settings, assistd_settings)
+  -p, --port N        port to listen on (default 4000)
+      --host H        address to bind (default 0.0.0.0; 127.0.0.1 when no master key is set)
+      --data-dir DIR  embedded storage directory (default ./.assistd)
+  -h, --help          print this help
+  -v, --version       print the version
 
-Environment: ASSISTD_MASTER_KEY, DATABASE_URL, ASSISTD_DATA_DIR`;
+Environment:
+  OPENAI_API_KEY      with no config file: route every model name to OpenAI with this key
+  OPENAI_BASE_URL     with no config file: route every model name to this OpenAI-compatible server
+                      instead (Ollama: http://127.0.0.1:11434/v1, vLLM: http://127.0.0.1:8000/v1)
+  ASSISTD_MASTER_KEY  the key clients must send (when the config sets no general_settings.master_key)
+  DATABASE_URL        a PostgreSQL server (with pgvector) instead of the embedded store
+  ASSISTD_DATA_DIR    the embedded storage directory, when --data-dir is not given
+  ASSISTD_LOG_LEVEL   request and run log level: fatal, error, warn (default), info, debug, trace`;
+
+const NO_MODELS =
+  'models: none configured, so every run would fail with model_not_found. Next: set OPENAI_API_KEY (OpenAI), ' +
+  'or OPENAI_BASE_URL (an OpenAI-compatible server such as Ollama or vLLM), or pass --config FILE with a model_list; ' +
+  'see "Models" in the README';
+
+function version(): string {
+  const manifest = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return manifest.version;
+}
+
+/** Where the server listens, said plainly: the address bound, who can reach it, and a URL to use from here. */
+function listeningLine(url: string, host: string, port: number): string {
+  if (host === '0.0.0.0' || host === '::') {
+    return `listening on ${host} port ${port} (every network interface); from this machine: ${url}`;
+  }
+  const loopback = host === 'localhost' || host === '::1' || host.startsWith('127.');
+  return `listening on ${host} port ${port}${loopback ? ' (this machine only)' : ''}: ${url}`;
+}
 
 function fail(message: string): never {
   process.stderr.write(`assistd: ${message}\n`);
@@ -28,11 +59,16 @@ async function serve(argv: string[]) {
       host: { type: 'string' },
       'data-dir': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
+      version: { type: 'boolean', short: 'v' },
     },
     strict: true,
   });
   if (values.help) {
     process.stdout.write(`${USAGE}\n`);
+    return;
+  }
+  if (values.version) {
+    process.stdout.write(`assistd ${version()}\n`);
     return;
   }
   const port = values.port === undefined ? 4000 : /^\d{1,5}$/.test(values.port) ? Number(values.port) : NaN;
@@ -60,19 +96,34 @@ async function serve(argv: string[]) {
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
 
-  const server = await startServer({ config, dataDir, port, host, logger: { level: process.env.ASSISTD_LOG_LEVEL ?? 'warn' } });
-  log(`listening on ${server.url} (bound to ${host})`);
+  const server = await startServer({
+    config,
+    dataDir,
+    port,
+    host,
+    logger: { level: process.env.ASSISTD_LOG_LEVEL ?? 'warn' },
+    progress: log,
+  });
+  log(listeningLine(server.url, host, server.port));
   log(`storage: ${server.storage.description}`);
   const routes = server.models.describe();
-  if (routes.length === 0) log('models: none configured (no model_list, no OPENAI_API_KEY)');
+  if (routes.length === 0) log(NO_MODELS);
   for (const route of routes) log(`model: ${route}`);
   for (const warning of server.models.warnings) warn(warning);
 
   let stopping = false;
+  const graceSeconds = config.settings.shutdownGraceSeconds;
   stop = (signal: string) => {
-    if (stopping) return;
+    if (stopping) {
+      log(`${signal} received again: stopping now; runs still in progress resume at the next start`);
+      server.runs.stopAll();
+      return;
+    }
     stopping = true;
-    log(`${signal} received, finishing in-flight requests`);
+    log(
+      `${signal} received: new requests get 503; requests and runs in flight have up to ${graceSeconds} s to finish ` +
+        `(send ${signal} again to stop now)`,
+    );
     server
       .close()
       .then(() => {
@@ -94,12 +145,16 @@ async function main(argv: string[]) {
     process.stdout.write(`${USAGE}\n`);
     return;
   }
+  if (command === 'version' || command === '--version' || command === '-v') {
+    process.stdout.write(`assistd ${version()}\n`);
+    return;
+  }
   fail(`unknown command '${command}'\n${USAGE}`);
 }
 
 main(process.argv.slice(2)).catch((error: unknown) => {
   if (error instanceof ConfigError) fail(`config error: ${error.message}`);
-  if (error instanceof DataDirLockedError) fail(error.message);
+  if (error instanceof DataDirLockedError || error instanceof StorageStartError) fail(error.message);
   if (String((error as { code?: string }).code).startsWith('ERR_PARSE_ARGS')) fail(`${(error as Error).message}\n${USAGE}`);
   if ((error as { code?: string }).code === 'EADDRINUSE') fail(`cannot listen: ${(error as Error).message}`);
   fail(`failed to start: ${(error as Error).stack ?? String(error)}`);

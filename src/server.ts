@@ -20,6 +20,8 @@ export interface ServerOptions {
   logger?: boolean | Record<string, unknown>;
   /** PostgreSQL schema override (tests). */
   schema?: string;
+  /** Told what start-up is doing while it takes a while (creating the embedded database, migrating). */
+  progress?: (line: string) => void;
   /** How long running runs may take to finish at shutdown before they are left for the next start (default: the config's). */
   shutdownGraceMs?: number;
 }
@@ -30,6 +32,8 @@ export interface RunningServer {
   runs: RunService;
   models: ModelRegistry;
   url: string;
+  /** The port listened on (the one chosen, when asked for port 0). */
+  port: number;
   close(): Promise<void>;
 }
 
@@ -39,6 +43,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     databaseUrl: options.config.databaseUrl,
     dataDir: options.dataDir,
     schema: options.schema,
+    progress: options.progress,
   });
   const settings = options.config.settings;
   const models = new ModelRegistry(options.config.modelList, settings);
@@ -83,6 +88,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     runs,
     models,
     url: `http://${shownHost.includes(':') ? `[${shownHost}]` : shownHost}:${port}`,
+    port,
     close() {
       closing ??= (async () => {
         // Streams end when their runs' passes end, so runs are drained alongside the HTTP server.

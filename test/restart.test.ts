@@ -20,7 +20,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { startFakeModel, type FakeModel, type FakeTurn, type RecordedRequest } from './helpers/fake-model.js';
-import { assistdEnv, cleanUpCliProcesses, CliProcess, LISTENING } from './helpers/cli.js';
+import { assistdEnv, cleanUpCliProcesses, CliProcess, LISTENING, listening } from './helpers/cli.js';
 import { http } from './helpers/server.js';
 import { preparedDataDir, tempDir } from './helpers/storage.js';
 import { openStorage } from '../src/storage/index.js';
@@ -147,8 +147,7 @@ async function serve(store: Store): Promise<Server> {
     ['serve', '--port', '0', '--host', '127.0.0.1', '--data-dir', store.dataDir, '--config', store.configFile],
     { env: assistdEnv({ DATABASE_URL: store.databaseUrl }) },
   );
-  const match = await child.waitFor(LISTENING);
-  const url = match[1]!;
+  const { url } = listening(await child.waitFor(LISTENING));
   const health = await call(url, 'GET', '/health');
   assert.equal(health.status, 200, `GET /health: ${JSON.stringify(health.json)}\n${child.describe()}`);
   return { child, url };

@@ -264,9 +264,12 @@ export class RunService {
   }
 
   private async tick() {
-    if (this.closing) return;
     this.ticks++;
-    await this.expireRuns().catch((error: unknown) => this.options.log.warn({ err: error }, 'run expiry failed; retrying next tick'));
+    // While closing, only the runs still finishing here are looked after: their leases must not
+    // lapse during the grace period (another replica would take them over mid-answer).
+    if (!this.closing) {
+      await this.expireRuns().catch((error: unknown) => this.options.log.warn({ err: error }, 'run expiry failed; retrying next tick'));
+    }
     if (this.ticks % LEASE_EVERY_TICKS !== 0) return;
     try {
       const ids = [...this.active.keys()];
@@ -276,6 +279,7 @@ export class RunService {
       for (const id of ids) {
         if (!held.has(id)) this.active.get(id)?.controller.abort(new StopSignal('cancel'));
       }
+      if (this.closing) return;
       for (const runId of await this.storage.runs.orphanedRuns(UNCLAIMED_GRACE_SECONDS)) {
         if (!this.active.has(runId)) this.execute(runId);
       }
@@ -303,20 +307,26 @@ export class RunService {
    * Stops background work, gives running passes `graceMs` to finish, then stops the rest; they
    * stay in progress and the next process (or another replica) resumes them.
    */
-  async close(graceMs = 5_000): Promise<void> {
+  async close(graceMs: number): Promise<void> {
     this.closing = true;
-    if (this.timer) clearInterval(this.timer);
     const running = [...this.active.values()];
-    if (running.length === 0) return;
-    let timeout: NodeJS.Timeout | undefined;
-    await Promise.race([
-      Promise.all(running.map((run) => run.done)),
-      new Promise<void>((resolve) => {
-        timeout = setTimeout(resolve, graceMs);
-      }),
-    ]);
-    clearTimeout(timeout);
+    if (running.length > 0) {
+      let timeout: NodeJS.Timeout | undefined;
+      await Promise.race([
+        Promise.all(running.map((run) => run.done)),
+        new Promise<void>((resolve) => {
+          timeout = setTimeout(resolve, graceMs);
+        }),
+      ]);
+      clearTimeout(timeout);
+      this.stopAll();
+      await Promise.all([...this.active.values()].map((run) => run.done));
+    }
+    if (this.timer) clearInterval(this.timer);
+  }
+
+  /** Stops every pass running here now; their runs stay in progress for the next owner to resume. */
+  stopAll(): void {
     for (const run of this.active.values()) run.controller.abort(new StopSignal('shutdown'));
-    await Promise.all([...this.active.values()].map((run) => run.done));
   }
 }

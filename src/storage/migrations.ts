@@ -126,16 +126,23 @@ export const MIGRATIONS: Migration[] = [
       CREATE INDEX run_steps_run_seq ON run_steps (run_id, seq);
     `,
   },
+  {
+    version: 3,
+    name: 'vector extension',
+    // Needed by file_search's vector stores. Created in the current schema unless it already exists
+    // anywhere in the database; only a superuser may create it (pgvector is not a trusted extension).
+    sql: `CREATE EXTENSION IF NOT EXISTS vector;`,
+  },
 ];
 
 // Any fixed 64-bit number: the lock is shared by every assistd process on the database.
-const MIGRATION_LOCK_KEY = 7_151_520_233;
+export const MIGRATION_LOCK_KEY = 7_151_520_233;
 
 /**
  * Applies pending migrations in one transaction under an advisory lock, so two processes that start
  * together apply each version once; the loser waits, then finds nothing left to do.
  */
-export async function migrate(sql: SqlClient): Promise<number[]> {
+export async function migrate(sql: SqlClient, onPending: (pending: Migration[]) => void = () => {}): Promise<number[]> {
   return sql.transaction(async (client) => {
     await client.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK_KEY]);
     await client.exec(`CREATE TABLE IF NOT EXISTS assistd_migrations (
@@ -145,16 +152,15 @@ export async function migrate(sql: SqlClient): Promise<number[]> {
     )`);
     const { rows } = await client.query<{ version: number }>('SELECT version FROM assistd_migrations');
     const applied = new Set(rows.map((row) => row.version));
-    const newlyApplied: number[] = [];
-    for (const migration of MIGRATIONS) {
-      if (applied.has(migration.version)) continue;
+    const pending = MIGRATIONS.filter((migration) => !applied.has(migration.version));
+    if (pending.length > 0) onPending(pending);
+    for (const migration of pending) {
       await client.exec(migration.sql);
       await client.query('INSERT INTO assistd_migrations (version, name) VALUES ($1, $2)', [
         migration.version,
         migration.name,
       ]);
-      newlyApplied.push(migration.version);
     }
-    return newlyApplied;
+    return pending.map((migration) => migration.version);
   });
 }

@@ -15,8 +15,17 @@ export const CLI = join(REPO_ROOT, 'dist', 'src', 'cli.js');
 /** How long a wait on the process (a line of output, its exit) lasts unless told otherwise. */
 export const WAIT_MS = 30_000;
 
-/** The `listening on` banner line: [1] the URL, [2] the host shown, [3] the port, [4] the address bound. */
-export const LISTENING = /^assistd: listening on (http:\/\/(\[[^\]]+\]|[^\s:/]+):(\d+)) \(bound to ([^)]+)\)$/m;
+/**
+ * The `listening on` banner line, e.g. `listening on 0.0.0.0 port 4000 (every network interface); from this
+ * machine: http://127.0.0.1:4000`: [1] the address bound, [2] the port, [3] who can reach it, [4] the URL, [5] its host.
+ */
+export const LISTENING =
+  /^assistd: listening on (\S+) port (\d+)(?: \(([^)]+)\))?(?::|; from this machine:) (http:\/\/(\[[^\]]+\]|[^\s:/]+):\d+)$/m;
+
+/** The parts of a LISTENING match. */
+export function listening(match: RegExpMatchArray): { url: string; shownHost: string; port: number; boundTo: string; scope: string | undefined } {
+  return { url: match[4]!, shownHost: match[5]!, port: Number(match[2]), boundTo: match[1]!, scope: match[3] };
+}
 
 export interface Exit {
   code: number | null;
