@@ -882,12 +882,13 @@ describe('runs: parameters reach the model', () => {
 
   test('max_prompt_tokens: the oldest messages are dropped to fit', async () => {
     const tag = newTag();
-    // Each message is about 200 tokens: two fit in 500, three do not.
+    // Each message is about 210 tokens and the two tool definitions about 80 (they count too): two
+    // messages fit in 600, three do not.
     const texts = [1, 2, 3, 4].map((n) => `Message ${n}:${' word'.repeat(200)} ${tag}`);
     const thread = await h.client.beta.threads.create({ messages: texts.map((content) => ({ role: 'user' as const, content })) });
-    const run = await withTimeout(h.client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: assistant.id, max_prompt_tokens: 500 }), 'createAndPoll');
+    const run = await withTimeout(h.client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: assistant.id, max_prompt_tokens: 600 }), 'createAndPoll');
     assert.equal(run.status, 'completed', JSON.stringify(run.last_error));
-    assert.equal(run.max_prompt_tokens, 500);
+    assert.equal(run.max_prompt_tokens, 600);
     const messages = h.requests(tag)[0]!.body.messages as Json[];
     assert.deepEqual(messages, [
       { role: 'system', content: 'Assistant instructions.' },
@@ -941,6 +942,157 @@ describe('runs: parameters reach the model', () => {
     assert.ok(messages.data[0]!.incomplete_details, 'incomplete_details set');
     assert.ok(isInt(messages.data[0]!.incomplete_at));
     assert.deepEqual(messages.data[0]!.content, textContent('This answer was cut'));
+  });
+});
+
+// ================================================================ token limits enforced here
+
+describe('runs: max_completion_tokens and max_prompt_tokens are enforced here, whatever the upstream does', () => {
+  const h = useHarness();
+  let assistant: Json;
+  const COUNTING = ['one', ' two', ' three', ' four', ' five', ' six', ' seven', ' eight', ' nine', ' ten'];
+
+  before(async () => {
+    assistant = await h.client.beta.assistants.create({ model: 'gpt-4o', instructions: 'Count.', tools: [weatherTool] });
+  });
+
+  test('an upstream that ignores max_completion_tokens is cut off at the limit: the stream stops there, the upstream request is aborted, message and run end incomplete', async () => {
+    const tag = newTag();
+    // Sixty one-token chunks, 20 ms apart, finish_reason stop: an upstream deaf to the limit.
+    const chunks = Array.from({ length: 6 }, () => COUNTING).flat();
+    h.script(tag, { chunks, chunkDelayMs: 20 });
+    const thread = await h.client.beta.threads.create({ messages: [{ role: 'user', content: `Count to sixty ${tag}` }] });
+    const stream = h.client.beta.threads.runs.stream(thread.id, { assistant_id: assistant.id, max_completion_tokens: 3 });
+    const events: string[] = [];
+    const deltas: string[] = [];
+    stream.on('event', (event) => events.push(event.event));
+    stream.on('textDelta', (delta) => deltas.push(delta.value ?? ''));
+    const run: Json = await withTimeout(stream.finalRun(), 'finalRun');
+    assert.equal(run.status, 'incomplete');
+    assert.deepEqual(run.incomplete_details, { reason: 'max_completion_tokens' });
+    assert.equal(run.usage.completion_tokens, 3);
+    assert.equal(deltas.join(''), 'one two three');
+    assert.ok(events.includes('thread.message.incomplete') && events.at(-1) === 'thread.run.incomplete', events.join(' '));
+    assert.ok(!events.includes('thread.run.completed') && !events.includes('thread.message.completed'), events.join(' '));
+
+    const [message] = (await h.client.beta.threads.messages.list(thread.id, { run_id: run.id })).data;
+    assert.equal(message!.status, 'incomplete');
+    assert.deepEqual(message!.incomplete_details, { reason: 'max_tokens' });
+    assert.deepEqual(message!.content, textContent('one two three'));
+    const stored: Json = await h.client.beta.threads.runs.retrieve(run.id, { thread_id: thread.id });
+    assert.equal(stored.status, 'incomplete');
+
+    // The limit was sent, and the upstream stream was abandoned at the cut: no more chunks go out.
+    const request = h.requests(tag)[0]!;
+    assert.equal(request.body.max_completion_tokens, 3);
+    const sent = request.chunksSent;
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.equal(request.chunksSent, sent, 'the upstream kept streaming after the cut');
+    assert.ok(sent < chunks.length, `${sent} of ${chunks.length + 4} chunks were sent`);
+  });
+
+  test('a single delta that passes the limit is cut inside it, at a token boundary', async () => {
+    const tag = newTag();
+    h.script(tag, { chunks: ['The quick brown fox jumps over the lazy dog.'] });
+    const thread = await h.client.beta.threads.create({ messages: [{ role: 'user', content: `Say it ${tag}` }] });
+    const run: Json = await withTimeout(
+      h.client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: assistant.id, max_completion_tokens: 4 }),
+      'createAndPoll',
+    );
+    assert.equal(run.status, 'incomplete');
+    assert.equal(run.usage.completion_tokens, 4);
+    const [message] = (await h.client.beta.threads.messages.list(thread.id, { run_id: run.id })).data;
+    assert.deepEqual(message!.content, textContent('The quick brown fox'));
+  });
+
+  test('tool-call arguments that pass the limit: incomplete, the call kept in a cancelled step, never requires_action', async () => {
+    const tag = newTag();
+    const city = 'Llanfairpwllgwyngyllgogerychwyrndrobwllllantysiliogogogoch, '.repeat(4);
+    h.script(tag, { toolCalls: [{ id: 'call_long', name: 'get_weather', arguments: JSON.stringify({ city }) }] });
+    const thread = await h.client.beta.threads.create({ messages: [{ role: 'user', content: `Weather? ${tag}` }] });
+    const run: Json = await withTimeout(
+      h.client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: assistant.id, max_completion_tokens: 10 }),
+      'createAndPoll',
+    );
+    assert.equal(run.status, 'incomplete');
+    assert.deepEqual(run.incomplete_details, { reason: 'max_completion_tokens' });
+    assert.equal(run.required_action, null);
+    assert.ok(run.usage.completion_tokens <= 10, JSON.stringify(run.usage));
+    const steps = (await h.client.beta.threads.runs.steps.list(run.id, { thread_id: thread.id })).data as Json[];
+    assert.equal(steps.length, 1);
+    assert.equal(steps[0].type, 'tool_calls');
+    assert.equal(steps[0].status, 'cancelled');
+    assert.ok(isInt(steps[0].cancelled_at));
+    assert.equal(steps[0].step_details.tool_calls[0].function.name, 'get_weather');
+    assert.ok(JSON.stringify({ city }).startsWith(steps[0].step_details.tool_calls[0].function.arguments));
+  });
+
+  test("finish_reason 'length' in the middle of a tool call: incomplete too, not requires_action", async () => {
+    const tag = newTag();
+    h.script(tag, { toolCalls: [{ id: 'call_cut', name: 'get_weather', arguments: '{"city":"Par' }], finishReason: 'length' });
+    const thread = await h.client.beta.threads.create({ messages: [{ role: 'user', content: `Weather? ${tag}` }] });
+    const run: Json = await withTimeout(h.client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: assistant.id }), 'createAndPoll');
+    assert.equal(run.status, 'incomplete');
+    assert.deepEqual(run.incomplete_details, { reason: 'max_completion_tokens' });
+    assert.equal(run.required_action, null);
+    const steps = (await h.client.beta.threads.runs.steps.list(run.id, { thread_id: thread.id })).data as Json[];
+    assert.deepEqual(steps.map((step) => step.status), ['cancelled']);
+  });
+
+  test('the limit is for the whole run: after a tool round, the next model call gets what is left, and is held to it', async () => {
+    const tag = newTag();
+    h.script(
+      tag,
+      { toolCalls: [{ id: 'call_w', name: 'get_weather', arguments: '{"city":"Paris"}' }], usage: { prompt_tokens: 20, completion_tokens: 8 } },
+      { chunks: COUNTING },
+    );
+    const thread = await h.client.beta.threads.create({ messages: [{ role: 'user', content: `Weather, then count ${tag}` }] });
+    const waiting: Json = await withTimeout(
+      h.client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: assistant.id, max_completion_tokens: 12 }),
+      'createAndPoll',
+    );
+    assert.equal(waiting.status, 'requires_action');
+    const run: Json = await withTimeout(
+      h.client.beta.threads.runs.submitToolOutputsAndPoll(waiting.id, { thread_id: thread.id, tool_outputs: [{ tool_call_id: 'call_w', output: 'sunny' }] }),
+      'submitToolOutputsAndPoll',
+    );
+    assert.equal(run.status, 'incomplete');
+    assert.equal(run.usage.completion_tokens, 12);
+    assert.equal(h.requests(tag)[1]!.body.max_completion_tokens, 4);
+    const [message] = (await h.client.beta.threads.messages.list(thread.id, { run_id: run.id })).data;
+    assert.deepEqual(message!.content, textContent('one two three four'));
+  });
+
+  test('tool definitions count against max_prompt_tokens: when they alone exceed it, the run is incomplete before any model call', async () => {
+    const tag = newTag();
+    const verbose = {
+      type: 'function' as const,
+      function: { name: 'get_weather', description: `Weather for a city.${' Really.'.repeat(300)}`, parameters: weatherTool.function.parameters },
+    };
+    const thread = await h.client.beta.threads.create({ messages: [{ role: 'user', content: `Hi ${tag}` }] });
+    const run: Json = await withTimeout(
+      h.client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: assistant.id, tools: [verbose], max_prompt_tokens: 200 }),
+      'createAndPoll',
+    );
+    assert.equal(run.status, 'incomplete');
+    assert.deepEqual(run.incomplete_details, { reason: 'max_prompt_tokens' });
+    assert.equal(h.requests(tag).length, 0);
+  });
+
+  test('instructions alone exceeding max_prompt_tokens: incomplete before any model call', async () => {
+    const tag = newTag();
+    const thread = await h.client.beta.threads.create({ messages: [{ role: 'user', content: `Hi ${tag}` }] });
+    const run: Json = await withTimeout(
+      h.client.beta.threads.runs.createAndPoll(thread.id, {
+        assistant_id: assistant.id,
+        instructions: `Be brief.${' Very brief.'.repeat(100)}`,
+        max_prompt_tokens: 100,
+      }),
+      'createAndPoll',
+    );
+    assert.equal(run.status, 'incomplete');
+    assert.deepEqual(run.incomplete_details, { reason: 'max_prompt_tokens' });
+    assert.equal(h.requests(tag).length, 0);
   });
 });
 

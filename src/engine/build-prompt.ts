@@ -1,6 +1,6 @@
 import { countTokens } from 'gpt-tokenizer';
 import type { MessageObject, RunObject, RunStepObject } from '../api/objects.js';
-import type { ChatContentPart, ChatMessage } from '../providers/types.js';
+import type { ChatContentPart, ChatMessage, ChatTool } from '../providers/types.js';
 
 // Chat formats spend a few tokens per message on roles and separators; images are billed by
 // the upstream, this counts them at the low-detail rate.
@@ -96,13 +96,21 @@ export function stepsToChat(steps: (RunStepObject & { turn: number })[], message
 
 export type BuiltPrompt = { messages: ChatMessage[]; promptTokens: number } | { incomplete: 'max_prompt_tokens' };
 
+/** What the tool definitions cost in the prompt: counted as the JSON the model is sent, which overstates a little. */
+export function countToolTokens(tools: ChatTool[]): number {
+  return tools.length === 0 ? 0 : countTokens(JSON.stringify(tools));
+}
+
 /**
  * System instructions, then the thread (cut by `truncation_strategy` and `max_prompt_tokens`,
- * dropping the oldest first), then this run's own turns, which are never dropped.
+ * dropping the oldest first), then this run's own turns, which are never dropped. The tool
+ * definitions count against `max_prompt_tokens` too: what cannot be dropped (instructions, tools,
+ * this run's turns) exceeding it alone makes the run incomplete before any model call.
  */
 export function buildPrompt(input: {
   run: Pick<RunObject, 'instructions' | 'truncation_strategy' | 'max_prompt_tokens'>;
   additionalInstructions: string | null;
+  tools: ChatTool[];
   threadMessages: MessageObject[];
   runTurns: ChatMessage[];
 }): BuiltPrompt {
@@ -118,7 +126,7 @@ export function buildPrompt(input: {
   }
 
   const fixed = [...head, ...input.runTurns];
-  let tokens = fixed.reduce((sum, message) => sum + countMessageTokens(message), 0);
+  let tokens = fixed.reduce((sum, message) => sum + countMessageTokens(message), countToolTokens(input.tools));
   const limit = input.run.max_prompt_tokens;
   const kept: ChatMessage[] = [];
   for (let index = history.length - 1; index >= 0; index--) {

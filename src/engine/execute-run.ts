@@ -12,7 +12,8 @@ import { ProviderError, type ChatTool, type ChatToolChoice, type LanguageModel, 
 import type { Storage } from '../storage/index.js';
 import type { SqlClient } from '../storage/sql.js';
 import { Repositories } from '../storage/repositories.js';
-import { buildPrompt, countMessageTokens, stepsToChat } from './build-prompt.js';
+import { buildPrompt, stepsToChat } from './build-prompt.js';
+import { CompletionBudget, completionTokens } from './completion-budget.js';
 import type { RunEventBus } from './events.js';
 import { allowedFrom } from './run-state.js';
 
@@ -59,6 +60,9 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
     signal.addEventListener('abort', onAbort, { once: true });
   });
 }
+
+/** Built-in tools a run may name that this server does not run yet: they never reach the model. */
+const NOT_YET_SERVED = new Set(['code_interpreter', 'file_search']);
 
 /** Function tools of the run in chat-completions form; built-in tools join here when they exist. */
 function chatTools(run: RunObject): ChatTool[] {
@@ -182,6 +186,14 @@ export class RunExecutor {
       if (!model) {
         return await this.fail(undefined, { code: 'invalid_prompt', message: `The model '${this.run.model}' does not route to any configured deployment.` });
       }
+      const unserved = [...new Set((this.run.tools as { type: string }[]).map((tool) => tool.type))].filter((type) => NOT_YET_SERVED.has(type));
+      if (unserved.length > 0) {
+        this.deps.log.warn(
+          { runId: this.runId, threadId: this.run.thread_id, tools: unserved },
+          `run ${this.runId}: ${unserved.join(' and ')} ${unserved.length > 1 ? 'are' : 'is'} not available on this server yet; ` +
+            'left out of the model request, the run goes on without ' + (unserved.length > 1 ? 'them' : 'it'),
+        );
+      }
       await this.loop(model, loaded.additionalInstructions, loaded.reasoningEffort);
     } catch (error) {
       if (error instanceof StopSignal || this.signal.aborted) {
@@ -227,9 +239,11 @@ export class RunExecutor {
         step.step_details.type === 'message_creation' ? [step.step_details.message_creation.message_id] : [],
       );
       const runMessages = new Map((await this.runs.getMessagesByIds(runMessageIds)).map((message) => [message.id, message]));
+      const tools = chatTools(this.run);
       const prompt = buildPrompt({
         run: this.run,
         additionalInstructions,
+        tools,
         threadMessages: await this.runs.threadMessagesForPrompt(this.run.thread_id, this.runId),
         runTurns: stepsToChat(steps, runMessages),
       });
@@ -240,7 +254,6 @@ export class RunExecutor {
         maxCompletionTokens = this.run.max_completion_tokens - this.completionUsed;
         if (maxCompletionTokens <= 0) return await this.finishIncomplete(undefined, 'max_completion_tokens');
       }
-      const tools = chatTools(this.run);
       const request: ModelRequest = {
         messages: prompt.messages,
         tools: tools.length > 0 ? tools : undefined,
@@ -340,13 +353,22 @@ export class RunExecutor {
   private async callModel(model: LanguageModel, request: ModelRequest, turn: Turn, promptTokens: number) {
     let reason: string = 'stop';
     let usage: Usage | null = null;
+    // Upstreams that ignore the limit they are sent are held to it here: at the limit the stream is
+    // left (which aborts the upstream request) and the run ends incomplete.
+    const budget = request.maxCompletionTokens != null ? new CompletionBudget(request.maxCompletionTokens) : null;
+    let cutOff = false;
     for await (const part of model.stream(request, { signal: this.signal })) {
       if (part.type === 'text-delta') {
         if (part.text === '') continue;
         if (turn.toolStep) continue; // text after tool calls began has no open message to join
         if (!turn.message) await this.startMessage(turn);
-        turn.text += part.text;
-        let value = turn.unseenText(part.text);
+        let delta = part.text;
+        if (budget?.exceeds(delta, () => completionTokens(turn.text + delta, turn.calls.values()))) {
+          delta = budget.fit(turn.text, delta);
+          cutOff = true;
+        }
+        turn.text += delta;
+        let value = turn.unseenText(delta);
         if (value === undefined) {
           // A retry that says something else than clients already saw: the seen text stays as an
           // incomplete message of its own, and the new answer streams into a new one.
@@ -358,16 +380,24 @@ export class RunExecutor {
           await this.startMessage(turn);
           value = answer;
         }
-        if (value === '') continue;
-        const first = turn.streamed === '';
-        // Text only counts as seen when a stream is listening; unseen text a retry may replace.
-        if (this.deps.bus.hasSubscribers(this.runId)) turn.streamed += value;
-        this.publish('thread.message.delta', {
-          id: turn.message!.id,
-          object: 'thread.message.delta',
-          delta: { content: [{ index: 0, type: 'text', text: first ? { value, annotations: [] } : { value } }] },
-        });
+        if (value !== '') {
+          const first = turn.streamed === '';
+          // Text only counts as seen when a stream is listening; unseen text a retry may replace.
+          if (this.deps.bus.hasSubscribers(this.runId)) turn.streamed += value;
+          this.publish('thread.message.delta', {
+            id: turn.message!.id,
+            object: 'thread.message.delta',
+            delta: { content: [{ index: 0, type: 'text', text: first ? { value, annotations: [] } : { value } }] },
+          });
+        }
+        if (cutOff) break;
       } else if (part.type === 'tool-call-delta') {
+        // A piece of a call that would pass the limit is not kept: the call is cut off before it.
+        const piece = (part.name ?? '') + part.argumentsDelta;
+        if (budget?.exceeds(piece, () => completionTokens(turn.text, turn.calls.values()) + completionTokens(piece, []))) {
+          cutOff = true;
+          break;
+        }
         if (turn.message && !turn.messageDone) {
           // One step is active at a time: the message is finished before tool calls start.
           const events = await this.deps.storage.sql.transaction((tx) => this.endMessage(turn, tx));
@@ -402,21 +432,22 @@ export class RunExecutor {
     }
     // A cancel that arrived as the stream ended still wins over completing the run.
     this.signal.throwIfAborted();
-    // Upstreams that report no usage are counted here, with the same tokenizer as max_prompt_tokens.
-    if (!usage) {
-      const completion = countMessageTokens({ role: 'assistant', content: turn.text }) +
-        [...turn.calls.values()].reduce((sum, call) => sum + call.arguments.length / 4, 0);
-      usage = { prompt_tokens: promptTokens, completion_tokens: Math.ceil(completion), total_tokens: promptTokens + Math.ceil(completion) };
+    // Upstreams that report no usage (and answers cut off here) are counted with the same
+    // tokenizer as max_prompt_tokens.
+    if (!usage || cutOff) {
+      const completion = completionTokens(turn.text, turn.calls.values());
+      usage = { prompt_tokens: promptTokens, completion_tokens: completion, total_tokens: promptTokens + completion };
     }
     this.usageTotal = addUsage(this.usageTotal, usage);
     this.completionUsed += usage.completion_tokens;
 
-    if (turn.calls.size > 0) return this.requireAction(turn, usage);
-    if (!turn.message) await this.startMessage(turn);
-    if (reason === 'length') {
+    if (cutOff || reason === 'length') {
+      if (!turn.message && !turn.toolStep) await this.startMessage(turn);
       await this.finishIncomplete(turn, 'max_completion_tokens', usage);
       return 'ended' as const;
     }
+    if (turn.calls.size > 0) return this.requireAction(turn, usage);
+    if (!turn.message) await this.startMessage(turn);
     const events = await this.deps.storage.sql.transaction(async (tx) => {
       const messageEvents = await this.endMessage(turn, tx, reason === 'content_filter' ? 'content_filter' : undefined, usage);
       await this.runs.addUsage(this.runId, usage!, tx);
@@ -428,10 +459,15 @@ export class RunExecutor {
     return 'ended' as const;
   }
 
-  private async requireAction(turn: Turn, usage: Usage) {
-    const calls: FunctionToolCall[] = [...turn.calls.entries()]
+  /** The turn's tool calls, in the order the model made them. */
+  private functionCalls(turn: Turn): FunctionToolCall[] {
+    return [...turn.calls.entries()]
       .sort(([a], [b]) => a - b)
       .map(([, call]) => ({ id: call.id, type: 'function', function: { name: call.name, arguments: call.arguments, output: null } }));
+  }
+
+  private async requireAction(turn: Turn, usage: Usage) {
+    const calls = this.functionCalls(turn);
     await this.deps.storage.sql.transaction(async (tx) => {
       await this.runs.updateStep(turn.toolStep!.id, { step_details: { type: 'tool_calls', tool_calls: calls }, usage }, tx);
       await this.runs.addUsage(this.runId, usage, tx);
@@ -452,12 +488,25 @@ export class RunExecutor {
     return 'requires_action' as const;
   }
 
+  /**
+   * Ends the run incomplete. The turn's message keeps its text (incomplete, `max_tokens`); tool calls
+   * the model was cut off in are kept as they came, in a cancelled step, and never asked for.
+   */
   private async finishIncomplete(turn: Turn | undefined, reason: 'max_completion_tokens' | 'max_prompt_tokens', usage?: Usage) {
+    const now = nowSeconds();
     const events = await this.deps.storage.sql.transaction(async (tx) => {
-      const messageEvents = turn ? await this.endMessage(turn, tx, 'max_tokens', usage) : [];
+      const turnEvents: (readonly [string, unknown])[] = turn ? [...(await this.endMessage(turn, tx, 'max_tokens', usage))] : [];
+      if (turn?.toolStep) {
+        const step = await this.runs.updateStep(
+          turn.toolStep.id,
+          { status: 'cancelled', cancelled_at: now, step_details: { type: 'tool_calls', tool_calls: this.functionCalls(turn) }, usage: usage ?? null },
+          tx,
+        );
+        if (step) turnEvents.push(['thread.run.step.cancelled', step]);
+      }
       if (usage) await this.runs.addUsage(this.runId, usage, tx);
-      await this.transition('incomplete', { incomplete_details: { reason }, completed_at: nowSeconds(), expires_at: null }, tx);
-      return messageEvents;
+      await this.transition('incomplete', { incomplete_details: { reason }, completed_at: now, expires_at: null }, tx);
+      return turnEvents;
     });
     for (const [event, data] of events) this.publish(event, data);
     this.publish('thread.run.incomplete', this.run);
