@@ -43,6 +43,15 @@ export async function notFoundInThread(
   return (await threads.getThread(threadId)) ? notFound(kind, id) : notFound('thread', threadId);
 }
 
+/** A message naming a file this server does not have: until the Files API is served, any file. */
+export const fileNotFound = (id: string, param: string) =>
+  new ApiError(
+    400,
+    `No file found with id '${quote(id)}'. This server does not serve the Files API yet, so messages cannot refer to files.`,
+    'invalid_request_error',
+    param,
+  );
+
 export const invalidUrl = (method: string, url: string, status = 404, detail = '') =>
   new ApiError(status, `Invalid URL (${quote(method)} ${quote(url)})${detail}`, 'invalid_request_error');
 

@@ -336,13 +336,10 @@ const THREAD_MESSAGES = [
       { type: 'text', text: 'Look at these' },
       { type: 'image_url', image_url: { url: 'https://example.com/cat.png', detail: 'high' } },
       { type: 'image_url', image_url: { url: 'data:image/png;base64,iVBORw0KGgo=' } },
-      { type: 'image_file', image_file: { file_id: 'file-img1' } },
-      { type: 'image_file', image_file: { file_id: 'file-img2', detail: 'low' } },
     ],
-    attachments: [
-      { file_id: 'file-att1', tools: [{ type: 'code_interpreter' }, { type: 'file_search' }] },
-      { file_id: 'file-att2', tools: [{ type: 'file_search' }] },
-    ],
+    // No file exists until the Files API is served: image_file parts and attachments are refused
+    // (see http-errors.test.ts), so only empty attachments appear here.
+    attachments: [],
   },
   { role: 'assistant', content: 'Hi! How can I help?' },
 ];
@@ -356,13 +353,8 @@ const THREAD_MESSAGE_FIELDS = [
       text('Look at these'),
       { type: 'image_url', image_url: { url: 'https://example.com/cat.png', detail: 'high' } },
       { type: 'image_url', image_url: { url: 'data:image/png;base64,iVBORw0KGgo=', detail: 'auto' } },
-      { type: 'image_file', image_file: { file_id: 'file-img1', detail: 'auto' } },
-      { type: 'image_file', image_file: { file_id: 'file-img2', detail: 'low' } },
     ],
-    attachments: [
-      { file_id: 'file-att1', tools: [{ type: 'code_interpreter' }, { type: 'file_search' }] },
-      { file_id: 'file-att2', tools: [{ type: 'file_search' }] },
-    ],
+    attachments: [],
   },
   { role: 'assistant', content: [text('Hi! How can I help?')] },
 ];
@@ -527,9 +519,8 @@ describe('messages (openai 7.x)', () => {
       content: [
         { type: 'text', text: 'Four.' },
         { type: 'image_url', image_url: { url: 'http://example.com/4.png', detail: 'low' } },
-        { type: 'image_file', image_file: { file_id: 'file-four', detail: 'high' } },
       ],
-      attachments: [{ file_id: 'file-x', tools: [{ type: 'file_search' }] }],
+      attachments: [],
       metadata: { source: 'test' },
     });
     t.check(parts.created_at);
@@ -538,9 +529,8 @@ describe('messages (openai 7.x)', () => {
       content: [
         text('Four.'),
         { type: 'image_url', image_url: { url: 'http://example.com/4.png', detail: 'low' } },
-        { type: 'image_file', image_file: { file_id: 'file-four', detail: 'high' } },
       ],
-      attachments: [{ file_id: 'file-x', tools: [{ type: 'file_search' }] }],
+      attachments: [],
       metadata: { source: 'test' },
     });
     assert.deepStrictEqual(plain(parts), expectedParts);

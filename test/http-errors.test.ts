@@ -535,6 +535,33 @@ describe('validation errors', () => {
     }
   });
 
+  test('a message naming a file the server does not have is refused, wherever the message comes in, and nothing is written', async () => {
+    const fileError = (id: string, param: string) =>
+      errorBody(`No file found with id '${id}'. This server does not serve the Files API yet, so messages cannot refer to files.`, param);
+    const attachment = { file_id: 'file-abc', tools: [{ type: 'file_search' }] };
+    const image = { type: 'image_file', image_file: { file_id: 'file-img' } };
+    const messagesBefore = (await call('GET', `/v1/threads/${threadId}/messages?limit=100`, {}, 200)).json;
+    const runsBefore = (await call('GET', `/v1/threads/${threadId}/runs`, {}, 200)).json;
+    const cases: [string, unknown, Json][] = [
+      [`/v1/threads/${threadId}/messages`, { role: 'user', content: 'x', attachments: [attachment] }, fileError('file-abc', 'attachments[0].file_id')],
+      [`/v1/threads/${threadId}/messages`, { role: 'user', content: [{ type: 'text', text: 'see' }, image] }, fileError('file-img', 'content[1].image_file.file_id')],
+      ['/v1/threads', { messages: [{ role: 'user', content: 'ok' }, { role: 'user', content: 'x', attachments: [attachment] }] }, fileError('file-abc', 'messages[1].attachments[0].file_id')],
+      [
+        `/v1/threads/${threadId}/runs`,
+        { assistant_id: assistantId, additional_messages: [{ role: 'user', content: [image] }] },
+        fileError('file-img', 'additional_messages[0].content[0].image_file.file_id'),
+      ],
+      [
+        '/v1/threads/runs',
+        { assistant_id: assistantId, thread: { messages: [{ role: 'user', content: 'x', attachments: [attachment] }] } },
+        fileError('file-abc', 'thread.messages[0].attachments[0].file_id'),
+      ],
+    ];
+    for (const [path, body, expected] of cases) assertError(await call('POST', path, { body }), 400, expected, `POST ${path}`);
+    assert.deepStrictEqual((await call('GET', `/v1/threads/${threadId}/messages?limit=100`, {}, 200)).json, messagesBefore);
+    assert.deepStrictEqual((await call('GET', `/v1/threads/${threadId}/runs`, {}, 200)).json, runsBefore);
+  });
+
   test('a rejected request writes nothing', async () => {
     const before = (await call('GET', `/v1/assistants/${assistantId}`, {}, 200)).json;
     await call('POST', `/v1/assistants/${assistantId}`, { body: { name: 'renamed', tools: 'nope' } }, 400);

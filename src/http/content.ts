@@ -1,4 +1,5 @@
 import type { CreateMessage } from '../api/schemas.js';
+import { fileNotFound } from '../errors.js';
 import type { NewMessage } from '../storage/repositories.js';
 
 /** Expands a create-message request into the stored message: text shorthand, image details, defaults. */
@@ -25,4 +26,21 @@ export function toNewMessage(request: CreateMessage): NewMessage {
     attachments: request.attachments ?? [],
     metadata: request.metadata ?? {},
   };
+}
+
+/**
+ * Refuses messages that name files (attachments, image_file parts) the server does not have. No
+ * file exists until the Files API is served, so any such reference is refused rather than stored
+ * as if it pointed somewhere. `paramPrefix` names the list the messages came in (`messages`).
+ */
+export function rejectUnknownFiles(messages: readonly CreateMessage[], paramPrefix = ''): void {
+  for (const [index, message] of messages.entries()) {
+    const at = paramPrefix ? `${paramPrefix}[${index}].` : '';
+    const [attachment] = message.attachments ?? [];
+    if (attachment) throw fileNotFound(attachment.file_id, `${at}attachments[0].file_id`);
+    if (typeof message.content === 'string') continue;
+    const position = message.content.findIndex((part) => part.type === 'image_file');
+    const part = message.content[position];
+    if (part?.type === 'image_file') throw fileNotFound(part.image_file.file_id, `${at}content[${position}].image_file.file_id`);
+  }
 }

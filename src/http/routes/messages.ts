@@ -4,7 +4,7 @@ import { parseOrThrow } from '../../api/validation.js';
 import { invalidRequest, notFound, notFoundInThread } from '../../errors.js';
 import type { Storage } from '../../storage/index.js';
 import { FOREIGN_KEY_VIOLATION } from '../../storage/runs.js';
-import { toNewMessage } from '../content.js';
+import { rejectUnknownFiles, toNewMessage } from '../content.js';
 import { pageFromQuery } from '../pagination.js';
 
 type ThreadParams = { thread_id: string };
@@ -14,6 +14,7 @@ export function messageRoutes(app: FastifyInstance, storage: Storage) {
   app.post<{ Params: ThreadParams }>('/threads/:thread_id/messages', async (request) => {
     const threadId = request.params.thread_id;
     const body = parseOrThrow(createMessageSchema, request.body);
+    rejectUnknownFiles([body]);
     try {
       // The thread's existence is checked by the foreign key, the active run by the insert's
       // guard: one round trip on the hot path.

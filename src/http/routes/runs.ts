@@ -13,6 +13,7 @@ import type { Storage } from '../../storage/index.js';
 import { notFound, notFoundInThread } from '../../errors.js';
 import { pageFromQuery } from '../pagination.js';
 import { openEventStream } from '../sse.js';
+import { rejectUnknownFiles } from '../content.js';
 import { rejectUnsupportedResources } from './assistants.js';
 
 type ThreadParams = { thread_id: string };
@@ -46,6 +47,7 @@ export function runRoutes(app: FastifyInstance, storage: Storage, service: RunSe
     const body = parseOrThrow(createThreadAndRunSchema, request.body);
     rejectUnsupportedResources(body);
     rejectUnsupportedResources(body.thread ?? {});
+    rejectUnknownFiles(body.thread?.messages ?? [], 'thread.messages');
     const { thread, run } = await service.createThreadAndRun(body);
     return startRun(reply, run, body.stream, [
       { event: 'thread.created', data: thread },
@@ -56,6 +58,7 @@ export function runRoutes(app: FastifyInstance, storage: Storage, service: RunSe
 
   app.post<{ Params: ThreadParams }>('/threads/:thread_id/runs', async (request, reply) => {
     const body = parseOrThrow(createRunSchema, request.body);
+    rejectUnknownFiles(body.additional_messages ?? [], 'additional_messages');
     const run = await service.createRun(request.params.thread_id, body);
     return startRun(reply, run, body.stream, [
       { event: 'thread.run.created', data: run },

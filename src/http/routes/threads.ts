@@ -3,7 +3,7 @@ import { createThreadSchema, modifyThreadSchema } from '../../api/schemas.js';
 import { parseOrThrow } from '../../api/validation.js';
 import { notFound } from '../../errors.js';
 import type { Storage } from '../../storage/index.js';
-import { toNewMessage } from '../content.js';
+import { rejectUnknownFiles, toNewMessage } from '../content.js';
 import { rejectUnsupportedResources } from './assistants.js';
 
 type Params = { thread_id: string };
@@ -12,6 +12,7 @@ export function threadRoutes(app: FastifyInstance, storage: Storage) {
   app.post('/threads', async (request) => {
     const body = parseOrThrow(createThreadSchema, request.body);
     rejectUnsupportedResources(body);
+    rejectUnknownFiles(body.messages ?? [], 'messages');
     return storage.createThread({
       messages: (body.messages ?? []).map(toNewMessage),
       toolResources: body.tool_resources,
