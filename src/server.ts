@@ -12,6 +12,9 @@ function runLogger(logger: ServerOptions['logger']) {
   return pino({ ...(typeof logger === 'object' ? logger : {}), name: 'runs' });
 }
 
+/** How often, while shutting down, connections that have fallen idle are closed. */
+const IDLE_SWEEP_MS = 250;
+
 export interface ServerOptions {
   config: Config;
   dataDir: string;
@@ -91,8 +94,15 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     port,
     close() {
       closing ??= (async () => {
-        // Streams end when their runs' passes end, so runs are drained alongside the HTTP server.
-        await Promise.all([app.close(), runs.close(options.shutdownGraceMs ?? settings.shutdownGraceSeconds * 1000)]);
+        // Connections that fall idle while others finish (a stream that just ended) are closed as
+        // they do, rather than kept alive for requests that would only get a 503.
+        const sweep = setInterval(() => app.server.closeIdleConnections(), IDLE_SWEEP_MS);
+        try {
+          // Streams end when their runs' passes end, so runs are drained alongside the HTTP server.
+          await Promise.all([app.close(), runs.close(options.shutdownGraceMs ?? settings.shutdownGraceSeconds * 1000)]);
+        } finally {
+          clearInterval(sweep);
+        }
         await storage.close();
       })();
       return closing;

@@ -93,7 +93,7 @@ function matches(pattern: string, name: string): boolean {
 /**
  * Routes a model name to a deployment, as LiteLLM's router does: exact `model_name` first, then
  * wildcard names (`*`, `gpt-*`). Several deployments under one name are used in turn. Without a
- * model_list, OPENAI_API_KEY (and OPENAI_BASE_URL) route every name to that endpoint.
+ * model_list, OPENAI_API_KEY and/or OPENAI_BASE_URL route every name to that endpoint.
  */
 export class ModelRegistry {
   private readonly exact = new Map<string, Route[]>();
@@ -111,14 +111,16 @@ export class ModelRegistry {
       if (deployment.modelName.includes('*')) this.wildcards.push(route);
       else this.exact.set(deployment.modelName, [...(this.exact.get(deployment.modelName) ?? []), route]);
     });
-    if (deployments.length === 0 && env.OPENAI_API_KEY) {
+    // With no model_list: OpenAI with OPENAI_API_KEY, or any OpenAI-compatible server at
+    // OPENAI_BASE_URL (a local Ollama or vLLM needs no key).
+    if (deployments.length === 0 && (env.OPENAI_API_KEY || env.OPENAI_BASE_URL)) {
       const route = routeFor(
         {
           modelName: '*',
           provider: 'openai',
           model: '*',
           apiBase: env.OPENAI_BASE_URL ?? null,
-          apiKey: env.OPENAI_API_KEY,
+          apiKey: env.OPENAI_API_KEY || null,
           apiVersion: null,
           params: {},
         },

@@ -42,6 +42,8 @@ export function assistdEnv(extra: Record<string, string | undefined> = {}): Node
   delete env.ASSISTD_MASTER_KEY;
   delete env.ASSISTD_DATA_DIR;
   delete env.ASSISTD_LOG_LEVEL;
+  delete env.OPENAI_API_KEY;
+  delete env.OPENAI_BASE_URL;
   delete env.NODE_TEST_CONTEXT;
   for (const [key, value] of Object.entries(extra)) {
     if (value === undefined) delete env[key];
