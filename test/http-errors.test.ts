@@ -908,6 +908,25 @@ describe('public endpoints', () => {
     for (const path of Object.keys(document.paths)) {
       assert.ok(!path.startsWith('/files') && !path.startsWith('/vector_stores'), path);
     }
+    // It describes what is served, nothing more: title, tags and components included.
+    assert.doesNotMatch(`${document.info.title} ${document.info.description}`, /vector store|files/i);
+    assert.match(document.info.title, /Assistants API v2/);
+    assert.deepStrictEqual(document.tags.map((tag: Json) => tag.name), ['Assistants']);
+    const refs = new Set<string>();
+    const collect = (value: unknown): void => {
+      if (Array.isArray(value)) value.forEach(collect);
+      else if (value && typeof value === 'object') {
+        for (const [key, item] of Object.entries(value)) key === '$ref' ? refs.add(String(item)) : collect(item);
+      }
+    };
+    collect(document);
+    for (const ref of refs) {
+      const [, section, name] = /^#\/components\/(\w+)\/(.+)$/.exec(ref) ?? [];
+      assert.ok(section && document.components[section]?.[name!], `${ref} resolves`);
+    }
+    const schemas = Object.keys(document.components.schemas);
+    assert.equal(schemas.length, new Set([...refs].filter((ref) => ref.startsWith('#/components/schemas/'))).size, 'only schemas something refers to');
+    for (const unserved of ['VectorStoreObject', 'OpenAIFile', 'CreateVectorStoreRequest']) assert.ok(!schemas.includes(unserved), unserved);
     // The operations are the spec's own, not stubs.
     assert.equal(document.paths['/assistants'].post.operationId, 'createAssistant');
     assert.equal(document.paths['/threads/{thread_id}/messages'].get.operationId, 'listMessages');
