@@ -14,7 +14,8 @@
  *              against request sent → first content chunk when calling the fake model directly with
  *              the same turn; at 1 and 50 concurrent runs (each run on a thread of its own)
  *   2. long    total time of a streamed run answering 2,000 one-word chunks / the same call made
- *              directly to the model, p50 over 20 alternating pairs
+ *              directly to the model, p50 over 20 alternating pairs; again with max_completion_tokens
+ *              set far above the answer (every delta counted against the limit)
  *   3. streams concurrent streamed runs against a slow model (20 chunks, 500 ms apart), opened all at
  *              once; errors, latency and the server's RSS (VmRSS of the child) before/peak/after
  *   4. poll    non-streamed run: POST …/runs → GET …/runs/{id} reads `completed`, polled every
@@ -595,11 +596,16 @@ async function benchMain(): Promise<void> {
       timeoutMs: options.timeoutMs ?? REQUEST_TIMEOUT_MS,
     });
 
-  const streamedRun = (ctx: Context, threadId: string, model: string, options: { collectText?: boolean; timeoutMs?: number } = {}) =>
+  const streamedRun = (
+    ctx: Context,
+    threadId: string,
+    model: string,
+    options: { collectText?: boolean; timeoutMs?: number; params?: Record<string, unknown> } = {},
+  ) =>
     streamRequest(
       `${ctx.server.url}/v1/threads/${threadId}/runs`,
       AUTH,
-      { assistant_id: ctx.assistantId, model, stream: true },
+      { assistant_id: ctx.assistantId, model, stream: true, ...options.params },
       'assistant',
       { collectText: options.collectText, timeoutMs: options.timeoutMs ?? REQUEST_TIMEOUT_MS },
     );
@@ -671,6 +677,8 @@ async function benchMain(): Promise<void> {
   // 2. total time for a long answer
   interface LongRow {
     backend: Backend;
+    /** Extra run parameters, as shown in the table. */
+    params: string;
     pairs: number;
     direct: number[];
     run: number[];
@@ -679,19 +687,24 @@ async function benchMain(): Promise<void> {
     errors: number;
     cpu: Cpu;
   }
-  async function measureLong(ctx: Context): Promise<LongRow> {
+  /**
+   * With `params` (max_completion_tokens far above the answer), the same answer is counted against
+   * the limit delta by delta, as the engine does for upstreams that may ignore it.
+   */
+  async function measureLong(ctx: Context, params: Record<string, unknown> = {}): Promise<LongRow> {
     const warmup = 3;
     const threads = await createThreads(ctx, warmup + LONG_RUNS);
     const expected = words(LONG_CHUNKS, 'tok').join('');
-    const label = `${ctx.backend} long`;
+    const shown = Object.entries(params).map(([key, value]) => `${key} ${value}`).join(', ') || 'none';
+    const label = `${ctx.backend} long (${shown})`;
     progress(`${label}: ${warmup} warm-up pairs, then ${LONG_RUNS} pairs (direct, then run) of ${LONG_CHUNKS} chunks`);
     let errorsSeen = 0;
-    const row: LongRow = { backend: ctx.backend, pairs: LONG_RUNS, direct: [], run: [], ratios: [], runDeltas: 0, errors: 0, cpu: cpuMeter({})() };
+    const row: LongRow = { backend: ctx.backend, params: shown, pairs: LONG_RUNS, direct: [], run: [], ratios: [], runDeltas: 0, errors: 0, cpu: cpuMeter({})() };
     let meter = cpuMeter({});
     for (let index = 0; index < warmup + LONG_RUNS; index++) {
       if (index === warmup) meter = cpuMeter({ server: ctx.server.pid, model: ctx.fake.pid });
       const directOutcome = await direct(ctx, MODELS.long, { collectText: true });
-      const runOutcome = await streamedRun(ctx, threads[index]!, MODELS.long, { collectText: true, timeoutMs: 120_000 });
+      const runOutcome = await streamedRun(ctx, threads[index]!, MODELS.long, { collectText: true, timeoutMs: 120_000, params });
       errorsSeen += checkOutcomes(`${label} direct #${index}`, [directOutcome]);
       errorsSeen += checkOutcomes(`${label} run #${index}`, [runOutcome]);
       for (const [name, outcome] of [['direct', directOutcome], ['run', runOutcome]] as const) {
@@ -873,7 +886,10 @@ async function benchMain(): Promise<void> {
         const ctx: Context = { backend, server, fake, assistantId: assistant.id };
 
         if (runs('ttft')) for (const level of TTFT_LEVELS) ttftRows.push(await measureTtft(ctx, level));
-        if (runs('long')) longRows.push(await measureLong(ctx));
+        if (runs('long')) {
+          longRows.push(await measureLong(ctx));
+          longRows.push(await measureLong(ctx, { max_completion_tokens: 1_000_000 }));
+        }
         if (runs('poll')) pollRows.push(await measurePoll(ctx));
         if (runs('streams')) {
           if (slowBaseline === undefined) {
@@ -960,12 +976,13 @@ async function benchMain(): Promise<void> {
     out.push(`2. total time for a ${LONG_CHUNKS}-chunk answer (one short word per chunk, no delay), direct call then streamed run, sequential pairs`);
     out.push(
       table(
-        ['backend', 'pairs', 'direct p50', 'run p50', 'run p99', 'ratio p50 (per pair)', 'ratio of p50s', 'deltas/run', 'errors', 'srv cpu ms/run', 'cpu'],
+        ['backend', 'run params', 'pairs', 'direct p50', 'run p50', 'run p99', 'ratio p50 (per pair)', 'ratio of p50s', 'deltas/run', 'errors', 'srv cpu ms/run', 'cpu'],
         longRows.map((row) => {
           const dp50 = percentile(row.direct, 0.5);
           const rp50 = percentile(row.run, 0.5);
           return [
             row.backend,
+            row.params,
             String(row.pairs),
             ms(dp50),
             ms(rp50),
