@@ -1,6 +1,6 @@
 import { maxHeaderSize } from 'node:http';
 import Fastify, { type FastifyInstance, type FastifyError } from 'fastify';
-import { ApiError, bodyTooLarge, invalidJson, invalidUrl, notFound, quote, serverError, shuttingDown } from './errors.js';
+import { ApiError, bodyTooLarge, expectationFailed, invalidJson, invalidUrl, missingHost, notFound, quote, serverError, shuttingDown } from './errors.js';
 import { connectionErrorHandler } from './http/connection-errors.js';
 import { ID_PATTERN } from './api/schemas.js';
 import type { Storage } from './storage/index.js';
@@ -31,7 +31,9 @@ const API_PREFIX = '/v1';
 
 /** Builds the HTTP application; it never listens by itself. */
 export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
-  const { headersMs, requestMs, keepAliveMs } = options.timeouts;
+  const { requestMs, keepAliveMs } = options.timeouts;
+  // Node allows no headers timeout longer than the request timeout.
+  const headersMs = requestMs > 0 && options.timeouts.headersMs > 0 ? Math.min(options.timeouts.headersMs, requestMs) : options.timeouts.headersMs;
   const app = Fastify({
     bodyLimit: options.maxRequestBytes,
     logger:
@@ -45,9 +47,11 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     // A request must arrive whole in time; once it has, its response (a streamed run) may take as
     // long as it needs. Slow or stalled clients get a 408 and lose their connection.
     http: {
-      headersTimeout: requestMs > 0 && headersMs > 0 ? Math.min(headersMs, requestMs) : headersMs,
+      headersTimeout: headersMs,
       requestTimeout: requestMs,
       connectionsCheckingInterval: TIMEOUT_CHECK_INTERVAL_MS,
+      // Node would answer a missing Host with an empty 400 of its own; the hook below answers it.
+      requireHostHeader: false,
     },
     requestTimeout: requestMs,
     keepAliveTimeout: keepAliveMs,
@@ -108,8 +112,18 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   app.addHook('preClose', async () => {
     closing = true;
   });
-  app.addHook('onRequest', async () => {
+  app.addHook('onRequest', async (request) => {
     if (closing) throw shuttingDown();
+    const { httpVersionMajor, httpVersionMinor } = request.raw;
+    if (request.headers.host === undefined && (httpVersionMajor > 1 || httpVersionMinor > 0)) throw missingHost();
+  });
+  // Node answers an Expect header it does not know (anything but 100-continue) with an empty 417
+  // unless someone listens; this answers in OpenAI's shape instead.
+  app.server.on('checkExpectation', (_request, response) => {
+    const error = expectationFailed();
+    const body = JSON.stringify(error.toJSON());
+    response.writeHead(error.statusCode, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body) });
+    response.end(body);
   });
   app.addHook('onSend', async (request, reply) => {
     reply.header('x-request-id', request.id);

@@ -116,7 +116,7 @@ async function serve(argv: string[]) {
   stop = (signal: string) => {
     if (stopping) {
       log(`${signal} received again: stopping now; runs still in progress resume at the next start`);
-      server.runs.stopAll();
+      server.stopNow();
       return;
     }
     stopping = true;

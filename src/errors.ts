@@ -84,7 +84,7 @@ export const invalidJson = () =>
 export const serverError = (requestId: string) =>
   new ApiError(
     500,
-    `The server had an error while processing your request. Include the request ID ${requestId} if you report it.`,
+    `The server had an error while processing your request. Include the request ID ${quote(requestId)} if you report it.`,
     'server_error',
   );
 
@@ -93,8 +93,8 @@ export const requestTimeout = (part: 'headers' | 'body', seconds: number) =>
   new ApiError(
     408,
     part === 'headers'
-      ? `The request headers did not arrive within ${seconds} seconds.`
-      : `The request body did not arrive within ${seconds} seconds of the request's start.`,
+      ? `The request headers did not arrive within ${seconds} second${seconds === 1 ? '' : 's'}.`
+      : `The request body did not arrive within ${seconds} second${seconds === 1 ? '' : 's'} of the request's start.`,
     'invalid_request_error',
     null,
     'request_timeout',
@@ -109,6 +109,12 @@ export const headersTooLarge = (limitBytes: number) =>
 
 export const malformedHttp = (reason: string) =>
   new ApiError(400, `The request is not valid HTTP/1.1: ${reason}.`, 'invalid_request_error');
+
+export const missingHost = () =>
+  new ApiError(400, 'The request has no Host header, which HTTP/1.1 requires.', 'invalid_request_error');
+
+export const expectationFailed = () =>
+  new ApiError(417, "Expectation failed: the only Expect header this server honours is '100-continue'.", 'invalid_request_error');
 
 export const shuttingDown = () =>
   new ApiError(503, 'The server is shutting down. Retry the request in a moment.', 'server_error');

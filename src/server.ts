@@ -12,8 +12,8 @@ function runLogger(logger: ServerOptions['logger']) {
   return pino({ ...(typeof logger === 'object' ? logger : {}), name: 'runs' });
 }
 
-/** How often, while shutting down, connections that have fallen idle are closed. */
-const IDLE_SWEEP_MS = 250;
+/** How long, when stopping, the last events of stopped streams get to reach their clients. */
+const FLUSH_MS = 1_000;
 
 export interface ServerOptions {
   config: Config;
@@ -37,7 +37,10 @@ export interface RunningServer {
   url: string;
   /** The port listened on (the one chosen, when asked for port 0). */
   port: number;
+  /** Lets requests and runs in flight finish (for the grace period), then closes storage. */
   close(): Promise<void>;
+  /** During `close`: stops the runs in flight now and, a moment later, every connection. */
+  stopNow(): void;
 }
 
 /** Opens storage, builds the app and listens. `close` lets in-flight requests finish, then closes storage. */
@@ -92,16 +95,21 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     models,
     url: `http://${shownHost.includes(':') ? `[${shownHost}]` : shownHost}:${port}`,
     port,
+    stopNow() {
+      runs.stopAll();
+      setTimeout(() => app.server.closeAllConnections(), FLUSH_MS).unref();
+    },
     close() {
       closing ??= (async () => {
-        // Connections that fall idle while others finish (a stream that just ended) are closed as
-        // they do, rather than kept alive for requests that would only get a 503.
-        const sweep = setInterval(() => app.server.closeIdleConnections(), IDLE_SWEEP_MS);
+        const graceMs = options.shutdownGraceMs ?? settings.shutdownGraceSeconds * 1000;
+        // Past the grace period (and the moment its last events need to go out), connections that
+        // are still open (a client that stopped reading) are closed, so the process always exits.
+        const deadline = setTimeout(() => app.server.closeAllConnections(), graceMs + FLUSH_MS);
         try {
           // Streams end when their runs' passes end, so runs are drained alongside the HTTP server.
-          await Promise.all([app.close(), runs.close(options.shutdownGraceMs ?? settings.shutdownGraceSeconds * 1000)]);
+          await Promise.all([app.close(), runs.close(graceMs)]);
         } finally {
-          clearInterval(sweep);
+          clearTimeout(deadline);
         }
         await storage.close();
       })();

@@ -154,10 +154,52 @@ describe('the real CLI with runs in flight', { concurrency: true }, () => {
     assert.deepEqual(await server.cli.waitExit(), { code: 0, signal: null }, server.cli.describe());
   });
 
+  test('SIGTERM while a client reads its finished stream slowly: it still gets the whole stream, to [DONE]', async () => {
+    const server = await serve(await preparedDataDir(), { shutdown_grace_seconds: 5 });
+    try {
+      // About 12 MB of text, 25 MB of events: far more than the sockets buffer, so most of it waits
+      // in the server while the client does not read.
+      const tag = script({ chunks: Array.from({ length: 3_000 }, () => 'x'.repeat(4_096)) });
+      const assistant = await server.client.beta.assistants.create({ model: 'gpt-4o' });
+      const socket = connect(Number(new URL(server.url).port), '127.0.0.1');
+      let received = 0;
+      let head = '';
+      let tail = '';
+      const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+      const started = new Promise<void>((resolve) =>
+        socket.on('data', (chunk: Buffer) => {
+          received += chunk.length;
+          if (head.length < 4_096) head += chunk.toString('latin1');
+          tail = (tail + chunk.toString('latin1')).slice(-200);
+          if (received > 100_000) resolve();
+        }),
+      );
+      const body = JSON.stringify({ assistant_id: assistant.id, stream: true, thread: { messages: [{ role: 'user', content: `write ${tag}` }] } });
+      socket.write(`POST /v1/threads/runs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+      await withTimeout(started, 'the stream started');
+      socket.pause();
+      // The run completes while the client is not reading; then the server is told to stop.
+      const threadId = /"id":"(thread_\w+)","object":"thread"/.exec(head)?.[1];
+      assert.ok(threadId, head.slice(0, 500));
+      const [run] = (await server.client.beta.threads.runs.list(threadId)).data;
+      await pollRun(server.client, threadId, run!.id, ['completed'], 30_000);
+      server.cli.proc.kill('SIGTERM');
+      await server.cli.waitFor(/^assistd: SIGTERM received: /m);
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      socket.resume();
+      await withTimeout(closed, 'connection closed', 30_000);
+      assert.match(tail, /event: done\ndata: \[DONE\]\n\n\r\n0\r\n\r\n$/, `${received} bytes, ending ${JSON.stringify(tail.slice(-80))}`);
+      assert.ok(received > 20_000_000, `${received} bytes`);
+      assert.deepEqual(await server.cli.waitExit(), { code: 0, signal: null }, server.cli.describe());
+    } finally {
+      await server.cli.stop();
+    }
+  });
+
   test('a request that arrives during the grace period, on a connection a stream still holds, gets a 503 in OpenAI shape; the stream finishes first', async () => {
     const server = await serve(await preparedDataDir());
     try {
-      const tag = script({ chunks: COUNT, chunkDelayMs: 300 });
+      const tag = script({ chunks: COUNT, chunkDelayMs: 1_000 });
       const assistant = await server.client.beta.assistants.create({ model: 'gpt-4o' });
       const { port } = new URL(server.url);
       const socket = connect(Number(port), '127.0.0.1');

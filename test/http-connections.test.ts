@@ -102,7 +102,7 @@ describe('connections with short timeouts (headers 1 s, request 2 s, keep-alive 
     const { socket, closed } = open(port(server));
     socket.write('GET /v1/assistants HTTP/1.1\r\nHost: 127.0.0.1\r\n');
     const response = parseResponse(await closed);
-    assertOpenAIError(response.body, 408, response.status, /^The request headers did not arrive within 1 seconds/);
+    assertOpenAIError(response.body, 408, response.status, /^The request headers did not arrive within 1 second\./);
   });
 
   test('headers dribbled one byte at a time do not keep a connection open: the clock runs from the first byte', async () => {
@@ -164,6 +164,23 @@ describe('connections with short timeouts (headers 1 s, request 2 s, keep-alive 
   });
 });
 
+describe('a headers timeout longer than the request timeout', () => {
+  let server: TestServer;
+  before(async () => {
+    server = await startTestServer({ config: { assistd_settings: { headers_timeout_seconds: 30, request_timeout_seconds: 1 } } });
+  });
+  after(async () => {
+    await server?.close();
+  });
+
+  test('is the request timeout (as Node applies it), and the 408 says the time that applied', async () => {
+    const { socket, closed } = open(port(server));
+    socket.write('GET /v1/assistants HTTP/1.1\r\nHost: 127.0.0.1\r\n');
+    const response = parseResponse(await closed);
+    assertOpenAIError(response.body, 408, response.status, /^The request headers did not arrive within 1 second\.$/);
+  });
+});
+
 describe('errors below the routes, in OpenAI shape (default limits)', { concurrency: true }, () => {
   let server: TestServer;
   before(async () => {
@@ -188,6 +205,23 @@ describe('errors below the routes, in OpenAI shape (default limits)', { concurre
     socket.write('NOT-A-METHOD /v1/assistants HTTP/1.1\r\nHost: x\r\n\r\n');
     const response = parseResponse(await closed);
     assertOpenAIError(response.body, 400, response.status, /^The request is not valid HTTP\/1\.1: /);
+  });
+
+  test('an HTTP/1.1 request without a Host header → 400 in OpenAI shape (HTTP/1.0 needs none)', async () => {
+    const { socket, closed } = open(port(server));
+    socket.write(`GET /v1/assistants HTTP/1.1\r\nAuthorization: Bearer ${TEST_KEY}\r\n\r\n`);
+    const response = parseResponse(await closed);
+    assertOpenAIError(response.body, 400, response.status, /^The request has no Host header/);
+    const old = open(port(server));
+    old.socket.write(`GET /v1/assistants HTTP/1.0\r\nAuthorization: Bearer ${TEST_KEY}\r\n\r\n`);
+    assert.equal(parseResponse(await old.closed).status, 200);
+  });
+
+  test('an Expect header other than 100-continue → 417 in OpenAI shape', async () => {
+    const { socket, closed } = open(port(server));
+    socket.write(`GET /v1/assistants HTTP/1.1\r\nHost: x\r\nExpect: 200-ok\r\nConnection: close\r\n\r\n`);
+    const response = parseResponse(await closed);
+    assertOpenAIError(response.body, 417, response.status, /^Expectation failed/);
   });
 
   test('Content-Length and Transfer-Encoding together → 400 in OpenAI shape', async () => {

@@ -73,6 +73,16 @@ describe('a database assistd cannot use stops the start in one line', { concurre
     );
   });
 
+  test('a value that is not a PostgreSQL URL (a libpq keyword string, a bad port) is named without repeating it', async () => {
+    for (const value of ['host=127.0.0.1 user=postgres password=secretpw-keywords dbname=app', 'postgres://u:secretpw-port@127.0.0.1:99999/app', 'mysql://u:secretpw-scheme@127.0.0.1/app']) {
+      const line = await failedStart(value, value.match(/secretpw-\w+/)![0]);
+      assert.equal(
+        line,
+        'assistd: the database URL (DATABASE_URL or general_settings.database_url) is not a PostgreSQL URL such as postgres://user:password@host:5432/database',
+      );
+    }
+  });
+
   test('a host that does not resolve', async () => {
     const line = await failedStart('postgres://postgres@no-such-host.invalid:5432/somedb');
     assert.match(line, /^assistd: cannot connect to PostgreSQL at no-such-host\.invalid:5432 \(database 'somedb', user 'postgres'\): (no such host \(ENOTFOUND\)|the host name could not be resolved \(EAI_AGAIN\))$/);

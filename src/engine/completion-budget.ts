@@ -1,5 +1,7 @@
 import { countTokens, decode, encode } from 'gpt-tokenizer';
 
+const MAX_STEPS_BACK = 4;
+
 /**
  * A model call's `max_completion_tokens`, enforced here for upstreams that ignore the limit they are
  * sent. Counting the whole answer on every delta would cost O(n²); instead each delta's own count is
@@ -26,8 +28,11 @@ export class CompletionBudget {
   fit(text: string, delta: string): string {
     const whole = text + delta;
     const tokens = encode(whole);
-    // A token can end inside a multi-byte character; such a cut moves back to a whole character.
-    for (let keep = Math.min(tokens.length, this.limit); keep > 0; keep--) {
+    // A token can end inside a multi-byte character (a UTF-8 character is at most 4 bytes, a token
+    // at least 1), so a cut that does not decode to a prefix moves back a few tokens; text that no
+    // cut reproduces (an unpaired surrogate) keeps none of the delta rather than search further.
+    const longest = Math.min(tokens.length, this.limit);
+    for (let keep = longest; keep > 0 && keep > longest - MAX_STEPS_BACK; keep--) {
       const prefix = decode(tokens.slice(0, keep));
       if (whole.startsWith(prefix)) return prefix.length > text.length ? prefix.slice(text.length) : '';
     }

@@ -35,6 +35,14 @@ class TransitionLost extends Error {
   }
 }
 
+/** The `error` event a stream gets when the server stops before its run could finish. */
+export const SHUTDOWN_ERROR = {
+  code: 'server_error',
+  message: 'The server is shutting down; the run resumes when it is back. Retrieve the run to follow it.',
+  param: null,
+  type: 'server_error',
+};
+
 export class StopSignal extends Error {
   constructor(readonly reason: StopReason) {
     super(`run stopped: ${reason}`);
@@ -200,12 +208,7 @@ export class RunExecutor {
         const reason = error instanceof StopSignal ? error.reason : (this.signal.reason as StopSignal | undefined)?.reason;
         if (reason === 'cancel') return await this.finishCancelled();
         // Shutdown: the run stays in progress and the next owner resumes it; streams are told.
-        this.publish('error', {
-          code: 'server_error',
-          message: 'The server is shutting down; the run resumes when it is back. Retrieve the run to follow it.',
-          param: null,
-          type: 'server_error',
-        });
+        this.publish('error', SHUTDOWN_ERROR);
         return;
       }
       // Whatever went wrong, a run that was cancelled meanwhile ends cancelled, and a run that is

@@ -9,7 +9,7 @@ import type { Storage } from '../storage/index.js';
 import { Repositories, type NewMessage } from '../storage/repositories.js';
 import { ActiveRunError, ThreadGoneError, leaseUntilSql, type NewRun } from '../storage/runs.js';
 import { RunEventBus, type RunEvent } from './events.js';
-import { RunExecutor, StopSignal, finishCancellation, type EngineDeps } from './execute-run.js';
+import { RunExecutor, SHUTDOWN_ERROR, StopSignal, finishCancellation, type EngineDeps } from './execute-run.js';
 import { allowedFrom, isTerminal } from './run-state.js';
 
 const LEASE_MS = 15_000;
@@ -144,7 +144,11 @@ export class RunService {
     const done = (async () => {
       if (previous) await previous.done;
       try {
-        if (this.closing && !controller.signal.aborted) return;
+        if (this.closing && !controller.signal.aborted) {
+          // Shutting down: the run waits for the next start; a stream opened for it is told so.
+          this.bus.publish(runId, { event: 'error', data: SHUTDOWN_ERROR });
+          return;
+        }
         if (!(await this.storage.runs.claim(runId, this.owner, LEASE_MS))) return;
         try {
           await new RunExecutor(this.deps, runId, controller.signal).execute();

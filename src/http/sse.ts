@@ -35,7 +35,20 @@ export function openEventStream(reply: FastifyReply): EventStream {
     end() {
       if (ended) return;
       ended = true;
-      if (!raw.destroyed) raw.end('event: done\ndata: [DONE]\n\n');
+      if (raw.destroyed) return;
+      const socket = raw.socket;
+      // A response counts as done once ended, and Node's close drops "done" connections at once,
+      // buffered bytes and all: a client that reads slowly would lose the end of its stream. So
+      // the response is ended only once the last event has left for the client (a write's
+      // callback runs when its bytes, and so all before them, are handed to the system).
+      raw.write('event: done\ndata: [DONE]\n\n', () =>
+        raw.end(() => {
+          // Shutting down (the server no longer listens): the connection is closed rather than
+          // kept alive, unless a request that came in behind this stream now owns it (whose
+          // response says Connection: close itself).
+          if (!reply.server.server.listening && socket && !(socket as typeof socket & { _httpMessage?: unknown })._httpMessage) socket.destroySoon();
+        }),
+      );
     },
     closed,
   };

@@ -19,6 +19,18 @@ export interface PostgresTarget {
 }
 
 export function postgresTarget(connectionString: string): PostgresTarget {
+  let protocol: string | undefined;
+  try {
+    protocol = new URL(connectionString).protocol;
+  } catch {
+    // not a URL at all (a libpq keyword string, a typo): said below without quoting it
+  }
+  if (protocol !== 'postgres:' && protocol !== 'postgresql:') {
+    // The value is not repeated: it may hold a password in a form redaction does not know.
+    throw new StorageStartError(
+      'the database URL (DATABASE_URL or general_settings.database_url) is not a PostgreSQL URL such as postgres://user:password@host:5432/database',
+    );
+  }
   const client = new pg.Client({ connectionString }) as pg.Client & Partial<PostgresTarget>;
   return {
     host: client.host ?? 'localhost',
