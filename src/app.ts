@@ -1,7 +1,7 @@
 import { maxHeaderSize } from 'node:http';
 import Fastify, { type FastifyInstance, type FastifyError } from 'fastify';
 import { ApiError, bodyTooLarge, expectationFailed, invalidJson, invalidUrl, missingHost, notFound, quote, serverError, shuttingDown } from './errors.js';
-import { connectionErrorHandler } from './http/connection-errors.js';
+import { connectionErrorHandler, watchRequestBody } from './http/connection-errors.js';
 import { ID_PATTERN } from './api/schemas.js';
 import type { Storage } from './storage/index.js';
 import { createAuthCheck } from './http/auth.js';
@@ -10,6 +10,8 @@ import { assistantRoutes } from './http/routes/assistants.js';
 import { messageRoutes } from './http/routes/messages.js';
 import { threadRoutes } from './http/routes/threads.js';
 import { runRoutes } from './http/routes/runs.js';
+import { fileRoutes } from './http/routes/files.js';
+import multipart from '@fastify/multipart';
 import type { RunService } from './engine/run-service.js';
 
 export interface AppOptions {
@@ -18,10 +20,15 @@ export interface AppOptions {
   pollAfterMs: number;
   masterKey: string | null;
   maxRequestBytes: number;
+  /** The largest file `POST /files` takes. */
+  maxUploadBytes: number;
   /** pino options, or false for silence (tests). */
   logger?: boolean | Record<string, unknown>;
-  /** Connection timeouts (ms; 0 disables one); defaults in config.ts. */
-  timeouts: { headersMs: number; requestMs: number; keepAliveMs: number };
+  /**
+   * Connection timeouts (ms; 0 disables one), defaults in config.ts: headers, a body after its
+   * headers (for uploads: a stall without a byte), idle keep-alive, and an upload's whole body.
+   */
+  timeouts: { headersMs: number; requestMs: number; keepAliveMs: number; uploadMs: number };
 }
 
 /** How often Node looks for requests past their headers or request timeout (its default is 30 s). */
@@ -31,9 +38,7 @@ const API_PREFIX = '/v1';
 
 /** Builds the HTTP application; it never listens by itself. */
 export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
-  const { requestMs, keepAliveMs } = options.timeouts;
-  // Node allows no headers timeout longer than the request timeout.
-  const headersMs = requestMs > 0 && options.timeouts.headersMs > 0 ? Math.min(options.timeouts.headersMs, requestMs) : options.timeouts.headersMs;
+  const { headersMs, requestMs, keepAliveMs, uploadMs } = options.timeouts;
   const app = Fastify({
     bodyLimit: options.maxRequestBytes,
     logger:
@@ -45,17 +50,18 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
           },
     requestIdHeader: 'x-request-id',
     // A request must arrive whole in time; once it has, its response (a streamed run) may take as
-    // long as it needs. Slow or stalled clients get a 408 and lose their connection.
+    // long as it needs. Slow or stalled clients get a 408 and lose their connection. Node times
+    // the headers; bodies are timed per route (an upload may take long, a JSON body may not), by
+    // watchRequestBody below.
     http: {
       headersTimeout: headersMs,
-      requestTimeout: requestMs,
+      requestTimeout: 0,
       connectionsCheckingInterval: TIMEOUT_CHECK_INTERVAL_MS,
       // Node would answer a missing Host with an empty 400 of its own; the hook below answers it.
       requireHostHeader: false,
     },
-    requestTimeout: requestMs,
     keepAliveTimeout: keepAliveMs,
-    clientErrorHandler: connectionErrorHandler({ headersTimeoutMs: headersMs, requestTimeoutMs: requestMs, maxHeaderBytes: maxHeaderSize }),
+    clientErrorHandler: connectionErrorHandler({ headersTimeoutMs: headersMs, maxHeaderBytes: maxHeaderSize }),
     // Errors Fastify raises before routing (a malformed URL, an overlong path segment) still leave
     // in OpenAI's shape, quoting the URL only in part.
     frameworkErrors: (error, request, reply) => {
@@ -83,6 +89,12 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     } catch {
       done(invalidJson(), undefined);
     }
+  });
+
+  // File uploads (POST /files) stream through busboy straight to the blob store.
+  await app.register(multipart, {
+    limits: { fileSize: options.maxUploadBytes, files: 1, fields: 16, fieldSize: 64 * 1024, parts: 32, headerPairs: 64 },
+    throwFileSizeLimit: true,
   });
 
   app.setErrorHandler((error: FastifyError | ApiError, request, reply) => {
@@ -114,6 +126,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   });
   app.addHook('onRequest', async (request) => {
     if (closing) throw shuttingDown();
+    const upload = (request.routeOptions.config as { upload?: boolean } | undefined)?.upload === true;
+    watchRequestBody(request.raw, upload ? { totalMs: uploadMs, idleMs: requestMs } : { totalMs: requestMs });
     const { httpVersionMajor, httpVersionMinor } = request.raw;
     if (request.headers.host === undefined && (httpVersionMajor > 1 || httpVersionMinor > 0)) throw missingHost();
   });
@@ -157,6 +171,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     threadRoutes(scope, options.storage);
     messageRoutes(scope, options.storage);
     runRoutes(scope, options.storage, options.runs, options.pollAfterMs);
+    fileRoutes(scope, options.storage, options.maxUploadBytes);
   };
   // LiteLLM's proxy serves every route with and without the /v1 prefix; so do we.
   await app.register(api, { prefix: API_PREFIX });

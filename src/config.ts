@@ -44,6 +44,10 @@ export interface AssistdSettings {
   keepAliveTimeoutSeconds: number;
   /** At SIGTERM/SIGINT, how long requests and runs in flight may take to finish. */
   shutdownGraceSeconds: number;
+  /** The largest file `POST /files` accepts. */
+  maxUploadSizeMb: number;
+  /** How long an upload's body may take in all (a stall of request_timeout_seconds ends it sooner). */
+  uploadTimeoutSeconds: number;
 }
 
 const SETTINGS_DEFAULTS: AssistdSettings = {
@@ -57,6 +61,8 @@ const SETTINGS_DEFAULTS: AssistdSettings = {
   keepAliveTimeoutSeconds: 72,
   // Inside the 30 s an orchestrator (Kubernetes) waits after SIGTERM before it kills.
   shutdownGraceSeconds: 25,
+  maxUploadSizeMb: 512,
+  uploadTimeoutSeconds: 3600,
 };
 
 const SETTING_KEYS: Record<string, keyof AssistdSettings> = {
@@ -68,6 +74,8 @@ const SETTING_KEYS: Record<string, keyof AssistdSettings> = {
   request_timeout_seconds: 'requestTimeoutSeconds',
   keep_alive_timeout_seconds: 'keepAliveTimeoutSeconds',
   shutdown_grace_seconds: 'shutdownGraceSeconds',
+  max_upload_size_mb: 'maxUploadSizeMb',
+  upload_timeout_seconds: 'uploadTimeoutSeconds',
 };
 
 function parseSettings(value: unknown, ignored: string[]): AssistdSettings {

@@ -43,14 +43,9 @@ export async function notFoundInThread(
   return (await threads.getThread(threadId)) ? notFound(kind, id) : notFound('thread', threadId);
 }
 
-/** A message naming a file this server does not have: until the Files API is served, any file. */
+/** A request body naming a file this server does not have. */
 export const fileNotFound = (id: string, param: string) =>
-  new ApiError(
-    400,
-    `No file found with id '${quote(id)}'. This server does not serve the Files API yet, so messages cannot refer to files.`,
-    'invalid_request_error',
-    param,
-  );
+  new ApiError(400, `No file found with id '${quote(id)}'.`, 'invalid_request_error', param);
 
 export const invalidUrl = (method: string, url: string, status = 404, detail = '') =>
   new ApiError(status, `Invalid URL (${quote(method)} ${quote(url)})${detail}`, 'invalid_request_error');
@@ -74,6 +69,15 @@ export const bodyTooLarge = (limitBytes: number) =>
     'request_too_large',
   );
 
+export const fileTooLarge = (limitBytes: number) =>
+  new ApiError(
+    413,
+    `File too large. The maximum size is ${Math.round(limitBytes / (1024 * 1024))} MB (assistd_settings.max_upload_size_mb).`,
+    'invalid_request_error',
+    'file',
+    'file_too_large',
+  );
+
 export const invalidJson = () =>
   new ApiError(
     400,
@@ -94,11 +98,14 @@ export const requestTimeout = (part: 'headers' | 'body', seconds: number) =>
     408,
     part === 'headers'
       ? `The request headers did not arrive within ${seconds} second${seconds === 1 ? '' : 's'}.`
-      : `The request body did not arrive within ${seconds} second${seconds === 1 ? '' : 's'} of the request's start.`,
+      : `The request body did not arrive within ${seconds} second${seconds === 1 ? '' : 's'} of its headers.`,
     'invalid_request_error',
     null,
     'request_timeout',
   );
+
+export const uploadStalled = (seconds: number) =>
+  new ApiError(408, `The upload stalled: no bytes arrived for ${seconds} second${seconds === 1 ? '' : 's'}.`, 'invalid_request_error', null, 'request_timeout');
 
 export const headersTooLarge = (limitBytes: number) =>
   new ApiError(

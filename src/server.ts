@@ -12,6 +12,13 @@ function runLogger(logger: ServerOptions['logger']) {
   return pino({ ...(typeof logger === 'object' ? logger : {}), name: 'runs' });
 }
 
+const FILE_SWEEP_MS = 60_000;
+
+/** Removes the files past their expiry and their contents. */
+export async function sweepExpiredFiles(storage: Storage): Promise<void> {
+  for (const blobId of await storage.files.deleteExpiredFiles()) await storage.blobs.delete(blobId);
+}
+
 /** How long, when stopping, the last events of stopped streams get to reach their clients. */
 const FLUSH_MS = 1_000;
 
@@ -53,11 +60,12 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   });
   const settings = options.config.settings;
   const models = new ModelRegistry(options.config.modelList, settings);
+  const runLog = runLogger(options.logger);
   const runs = new RunService({
     storage,
     models,
     settings: options.config.settings,
-    log: runLogger(options.logger),
+    log: runLog,
     toNewMessage,
   });
   let app: FastifyInstance;
@@ -68,17 +76,20 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       pollAfterMs: options.config.settings.pollAfterMs,
       masterKey: options.config.masterKey,
       maxRequestBytes: options.config.maxRequestBytes,
+      maxUploadBytes: settings.maxUploadSizeMb * 1024 * 1024,
       logger: options.logger,
       timeouts: {
         headersMs: settings.headersTimeoutSeconds * 1000,
         requestMs: settings.requestTimeoutSeconds * 1000,
         keepAliveMs: settings.keepAliveTimeoutSeconds * 1000,
+        uploadMs: settings.uploadTimeoutSeconds * 1000,
       },
     });
     // A burst of streaming clients must not overflow the accept queue (Node's default is 511).
     await app.listen({ port: options.port, host: options.host, backlog: 4096 });
     // An embedded store belongs to this process alone: every unfinished run in it is an orphan.
     await runs.start({ recoverAll: storage.sql.kind === 'pglite' });
+    await storage.blobs.sweep();
   } catch (error) {
     await runs.close(0);
     await storage.close();
@@ -87,6 +98,11 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : options.port;
   const shownHost = options.host === '0.0.0.0' || options.host === '::' ? '127.0.0.1' : options.host;
+  // Expired files are removed, contents and all, a minute at most after they expire.
+  const fileSweep = setInterval(() => {
+    void sweepExpiredFiles(storage).catch((error: unknown) => runLog.warn({ err: error }, 'expired file sweep failed; retrying'));
+  }, FILE_SWEEP_MS);
+  fileSweep.unref();
   let closing: Promise<void> | undefined;
   return {
     app,
@@ -101,6 +117,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     },
     close() {
       closing ??= (async () => {
+        clearInterval(fileSweep);
         const graceMs = options.shutdownGraceMs ?? settings.shutdownGraceSeconds * 1000;
         // Past the grace period (and the moment its last events need to go out), connections that
         // are still open (a client that stopped reading) are closed, so the process always exits.

@@ -164,23 +164,6 @@ describe('connections with short timeouts (headers 1 s, request 2 s, keep-alive 
   });
 });
 
-describe('a headers timeout longer than the request timeout', () => {
-  let server: TestServer;
-  before(async () => {
-    server = await startTestServer({ config: { assistd_settings: { headers_timeout_seconds: 30, request_timeout_seconds: 1 } } });
-  });
-  after(async () => {
-    await server?.close();
-  });
-
-  test('is the request timeout (as Node applies it), and the 408 says the time that applied', async () => {
-    const { socket, closed } = open(port(server));
-    socket.write('GET /v1/assistants HTTP/1.1\r\nHost: 127.0.0.1\r\n');
-    const response = parseResponse(await closed);
-    assertOpenAIError(response.body, 408, response.status, /^The request headers did not arrive within 1 second\.$/);
-  });
-});
-
 describe('errors below the routes, in OpenAI shape (default limits)', { concurrency: true }, () => {
   let server: TestServer;
   before(async () => {

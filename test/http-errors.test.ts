@@ -98,6 +98,8 @@ function allRoutes(): [string, string, unknown?][] {
     ['GET', `/threads/${threadId}/messages/${messageId}`],
     ['POST', `/threads/${threadId}/messages/${messageId}`, {}],
     ['DELETE', `/threads/${threadId}/messages/msg_missing`],
+    ['GET', '/files'],
+    ['DELETE', '/files/file-missing'],
   ];
 }
 
@@ -536,8 +538,7 @@ describe('validation errors', () => {
   });
 
   test('a message naming a file the server does not have is refused, wherever the message comes in, and nothing is written', async () => {
-    const fileError = (id: string, param: string) =>
-      errorBody(`No file found with id '${id}'. This server does not serve the Files API yet, so messages cannot refer to files.`, param);
+    const fileError = (id: string, param: string) => errorBody(`No file found with id '${id}'.`, param);
     const attachment = { file_id: 'file-abc', tools: [{ type: 'file_search' }] };
     const image = { type: 'image_file', image_file: { file_id: 'file-img' } };
     const messagesBefore = (await call('GET', `/v1/threads/${threadId}/messages?limit=100`, {}, 200)).json;
@@ -701,9 +702,9 @@ describe('unknown ids and routes', () => {
     assertError(await call('PATCH', `/v1/threads/${threadId}`), 404, errorBody(`Invalid URL (PATCH /v1/threads/${threadId})`));
     assertError(await call('DELETE', '/v1/assistants'), 404, errorBody('Invalid URL (DELETE /v1/assistants)'));
     assertError(await call('GET', '/v1/threads'), 404, errorBody('Invalid URL (GET /v1/threads)'));
-    // Not implemented yet: files, vector stores, runs.
+    // Not implemented yet: vector stores, and routes the API does not have.
     for (const [method, path] of [
-      ['GET', '/v1/files'],
+      ['PUT', '/v1/files'],
       ['POST', '/v1/vector_stores'],
       ['GET', '/v1/vector_stores/vs_1'],
       ['POST', `/v1/threads/${threadId}/runs/run_1/steps`],
@@ -904,18 +905,17 @@ describe('public endpoints', () => {
       '/threads/{thread_id}/runs/{run_id}/submit_tool_outputs': ['post'],
       '/threads/{thread_id}/runs/{run_id}/steps': ['get'],
       '/threads/{thread_id}/runs/{run_id}/steps/{step_id}': ['get'],
+      '/files': ['get', 'post'],
+      '/files/{file_id}': ['delete', 'get'],
+      '/files/{file_id}/content': ['get'],
     });
-    for (const path of Object.keys(document.paths)) {
-      assert.ok(!path.startsWith('/files') && !path.startsWith('/vector_stores'), path);
-    }
+    for (const path of Object.keys(document.paths)) assert.ok(!path.startsWith('/vector_stores'), path);
     // It describes what is served, nothing more: title, tags and components included.
-    assert.doesNotMatch(document.info.title, /vector store|files/i);
-    assert.doesNotMatch(document.info.description, /vector store/i);
+    assert.doesNotMatch(`${document.info.title} ${document.info.description}`, /vector store/i);
     assert.match(document.info.title, /Assistants API v2/);
-    // What the served schemas still describe but the server refuses or does not run, it says.
+    // What the served schemas still describe but the server does not run, it says.
     assert.match(document.info.description, /code_interpreter and file_search tools are accepted but not run/);
-    assert.match(document.info.description, /messages may not name files/);
-    assert.deepStrictEqual(document.tags.map((tag: Json) => tag.name), ['Assistants']);
+    assert.deepStrictEqual(document.tags.map((tag: Json) => tag.name), ['Assistants', 'Files']);
     const refs = new Set<string>();
     const collect = (value: unknown): void => {
       if (Array.isArray(value)) value.forEach(collect);
@@ -930,7 +930,8 @@ describe('public endpoints', () => {
     }
     const schemas = Object.keys(document.components.schemas);
     assert.equal(schemas.length, new Set([...refs].filter((ref) => ref.startsWith('#/components/schemas/'))).size, 'only schemas something refers to');
-    for (const unserved of ['VectorStoreObject', 'OpenAIFile', 'CreateVectorStoreRequest']) assert.ok(!schemas.includes(unserved), unserved);
+    for (const unserved of ['VectorStoreObject', 'CreateVectorStoreRequest']) assert.ok(!schemas.includes(unserved), unserved);
+    assert.ok(schemas.includes('OpenAIFile'));
     // The operations are the spec's own, not stubs.
     assert.equal(document.paths['/assistants'].post.operationId, 'createAssistant');
     assert.equal(document.paths['/threads/{thread_id}/messages'].get.operationId, 'listMessages');

@@ -139,3 +139,17 @@ export interface RunStepObject {
   usage: { prompt_tokens: number; completion_tokens: number; total_tokens: number } | null;
   metadata: Metadata;
 }
+
+export type FilePurpose = 'assistants' | 'assistants_output' | 'batch' | 'batch_output' | 'fine-tune' | 'fine-tune-results' | 'vision' | 'user_data' | 'evals';
+
+export interface FileObject {
+  id: string;
+  object: 'file';
+  bytes: number;
+  created_at: number;
+  expires_at: number | null;
+  filename: string;
+  purpose: FilePurpose;
+  status: 'uploaded' | 'processed' | 'error';
+  status_details: string | null;
+}

@@ -227,6 +227,29 @@ export type ListQuery = z.infer<typeof listQuerySchema>;
 
 export const listMessagesQuerySchema = listQuerySchema.extend({ run_id: idSchema.optional() });
 
+/** The purposes `POST /files` accepts (the others are files the API itself writes). */
+export const UPLOAD_PURPOSES = ['assistants', 'batch', 'fine-tune', 'vision', 'user_data', 'evals'] as const;
+
+/** OpenAI's file lists default to (and allow) 10,000 a page. */
+export const listFilesQuerySchema = listQuerySchema.extend({
+  purpose: z.string().min(1).optional(),
+  limit: z.number().int().min(1).max(10_000).default(10_000),
+});
+
+/** The text fields of a `POST /files` form, `expires_after[anchor]` style, once gathered. */
+export const createFileFieldsSchema = z
+  .object({
+    purpose: z.enum(UPLOAD_PURPOSES),
+    expires_after: z
+      .object({
+        anchor: z.literal('created_at'),
+        seconds: z.number().int().min(3_600).max(2_592_000),
+      })
+      .strict()
+      .optional(),
+  })
+  .strict();
+
 const MAX_INT32 = 2_147_483_647;
 
 const truncationStrategySchema = z

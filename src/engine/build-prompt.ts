@@ -36,8 +36,11 @@ function textOf(message: MessageObject): string {
 export const isAbandoned = (message: MessageObject) =>
   message.status === 'incomplete' && message.incomplete_details?.reason === 'run_failed';
 
-/** A stored thread message as a chat message; image URLs pass through to vision models. */
-export function toChatMessage(message: MessageObject): ChatMessage {
+/**
+ * A stored thread message as a chat message. Image URLs pass through to vision models; image
+ * files go as the data URLs `images` holds for them (a file gone since is named in text).
+ */
+export function toChatMessage(message: MessageObject, images: ReadonlyMap<string, string> = new Map()): ChatMessage {
   if (message.role === 'assistant') return { role: 'assistant', content: textOf(message) };
   const parts: ChatContentPart[] = [];
   for (const part of message.content) {
@@ -51,8 +54,9 @@ export function toChatMessage(message: MessageObject): ChatMessage {
     else if (typed.type === 'image_url' && typed.image_url) {
       parts.push({ type: 'image_url', image_url: { url: typed.image_url.url, detail: typed.image_url.detail ?? 'auto' } });
     } else if (typed.type === 'image_file' && typed.image_file) {
-      // Image files arrive with the files API; until then the model is told one was attached.
-      parts.push({ type: 'text', text: `[image file ${typed.image_file.file_id}]` });
+      const url = images.get(typed.image_file.file_id);
+      const detail = (typed.image_file as { detail?: 'auto' | 'low' | 'high' }).detail ?? 'auto';
+      parts.push(url ? { type: 'image_url', image_url: { url, detail } } : { type: 'text', text: `[image file ${typed.image_file.file_id}: no longer available]` });
     }
   }
   const textOnly = parts.every((part) => part.type === 'text');
@@ -113,12 +117,14 @@ export function buildPrompt(input: {
   tools: ChatTool[];
   threadMessages: MessageObject[];
   runTurns: ChatMessage[];
+  /** Data URLs of the image files the thread's messages show, by file id. */
+  images?: ReadonlyMap<string, string>;
 }): BuiltPrompt {
   const system = [input.run.instructions, input.additionalInstructions].filter((text) => text).join('\n\n');
   const head: ChatMessage[] = system ? [{ role: 'system', content: system }] : [];
   let history = input.threadMessages
     .filter((message) => !isAbandoned(message))
-    .map(toChatMessage)
+    .map((message) => toChatMessage(message, input.images))
     .filter((message) => message.content !== '');
   const strategy = input.run.truncation_strategy;
   if (strategy.type === 'last_messages' && strategy.last_messages !== null) {
@@ -140,4 +146,15 @@ export function buildPrompt(input: {
     return { incomplete: 'max_prompt_tokens' };
   }
   return { messages: [...head, ...kept, ...input.runTurns], promptTokens: tokens };
+}
+
+/** The image files `messages` show, by id. */
+export function imageFileIds(messages: readonly MessageObject[]): string[] {
+  const ids = new Set<string>();
+  for (const message of messages) {
+    for (const part of message.content as { type: string; image_file?: { file_id: string } }[]) {
+      if (part.type === 'image_file' && part.image_file) ids.add(part.image_file.file_id);
+    }
+  }
+  return [...ids];
 }

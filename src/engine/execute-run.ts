@@ -12,7 +12,8 @@ import { ProviderError, type ChatTool, type ChatToolChoice, type LanguageModel, 
 import type { Storage } from '../storage/index.js';
 import type { SqlClient } from '../storage/sql.js';
 import { Repositories } from '../storage/repositories.js';
-import { buildPrompt, stepsToChat } from './build-prompt.js';
+import { buildPrompt, imageFileIds, stepsToChat } from './build-prompt.js';
+import { imageDataUrls } from './images.js';
 import { CompletionBudget, completionTokens } from './completion-budget.js';
 import type { RunEventBus } from './events.js';
 import { allowedFrom } from './run-state.js';
@@ -148,6 +149,8 @@ export class RunExecutor {
   private usageTotal: Usage | null = null;
   private currentTurn: Turn | undefined;
   private completionUsed = 0;
+  /** Image files read for this pass's prompts, by id (null: gone, too large or not an image). */
+  private readonly images = new Map<string, string | null>();
 
   constructor(
     private readonly deps: EngineDeps,
@@ -243,12 +246,14 @@ export class RunExecutor {
       );
       const runMessages = new Map((await this.runs.getMessagesByIds(runMessageIds)).map((message) => [message.id, message]));
       const tools = chatTools(this.run);
+      const threadMessages = await this.runs.threadMessagesForPrompt(this.run.thread_id, this.runId);
       const prompt = buildPrompt({
         run: this.run,
         additionalInstructions,
         tools,
-        threadMessages: await this.runs.threadMessagesForPrompt(this.run.thread_id, this.runId),
+        threadMessages,
         runTurns: stepsToChat(steps, runMessages),
+        images: await imageDataUrls(this.deps.storage, imageFileIds(threadMessages), this.images),
       });
       if ('incomplete' in prompt) return await this.finishIncomplete(undefined, 'max_prompt_tokens');
 

@@ -1,5 +1,6 @@
 import type { CreateMessage } from '../api/schemas.js';
 import { fileNotFound } from '../errors.js';
+import type { FileRepository } from '../storage/files.js';
 import type { NewMessage } from '../storage/repositories.js';
 
 /** Expands a create-message request into the stored message: text shorthand, image details, defaults. */
@@ -29,18 +30,27 @@ export function toNewMessage(request: CreateMessage): NewMessage {
 }
 
 /**
- * Refuses messages that name files (attachments, image_file parts) the server does not have. No
- * file exists until the Files API is served, so any such reference is refused rather than stored
- * as if it pointed somewhere. `paramPrefix` names the list the messages came in (`messages`).
+ * Refuses messages that name files (attachments, image_file parts) the server does not have,
+ * naming the first such reference. `paramPrefix` names the list the messages came in (`messages`).
  */
-export function rejectUnknownFiles(messages: readonly CreateMessage[], paramPrefix = ''): void {
+export async function rejectUnknownFiles(
+  files: Pick<FileRepository, 'missingFiles'>,
+  messages: readonly CreateMessage[],
+  paramPrefix = '',
+): Promise<void> {
+  const references: { id: string; param: string }[] = [];
   for (const [index, message] of messages.entries()) {
     const at = paramPrefix ? `${paramPrefix}[${index}].` : '';
-    const [attachment] = message.attachments ?? [];
-    if (attachment) throw fileNotFound(attachment.file_id, `${at}attachments[0].file_id`);
+    for (const [position, attachment] of (message.attachments ?? []).entries()) {
+      references.push({ id: attachment.file_id, param: `${at}attachments[${position}].file_id` });
+    }
     if (typeof message.content === 'string') continue;
-    const position = message.content.findIndex((part) => part.type === 'image_file');
-    const part = message.content[position];
-    if (part?.type === 'image_file') throw fileNotFound(part.image_file.file_id, `${at}content[${position}].image_file.file_id`);
+    for (const [position, part] of message.content.entries()) {
+      if (part.type === 'image_file') references.push({ id: part.image_file.file_id, param: `${at}content[${position}].image_file.file_id` });
+    }
   }
+  if (references.length === 0) return;
+  const missing = new Set(await files.missingFiles([...new Set(references.map((reference) => reference.id))]));
+  const first = references.find((reference) => missing.has(reference.id));
+  if (first) throw fileNotFound(first.id, first.param);
 }

@@ -71,8 +71,7 @@ export function openApiDocument(routes: ReadonlySet<string>): () => unknown {
         description:
           `The ${operations} operations on ${Object.keys(paths).length} paths of OpenAI's Assistants API v2 (OpenAPI spec ${info.version}) ` +
           'that this server serves, with the schemas they use. Operations of the spec not listed here answer 404. ' +
-          'The code_interpreter and file_search tools are accepted but not run (the model is offered the function tools only), ' +
-          'and messages may not name files (attachments, image_file parts) until the Files API is served.',
+          'The code_interpreter and file_search tools are accepted but not run (the model is offered the function tools only).',
         version: info.version,
         license: info.license,
       },

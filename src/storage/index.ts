@@ -6,6 +6,8 @@ import { migrate, MIGRATION_LOCK_KEY } from './migrations.js';
 import { openPglite, postgresClient, type SqlClient } from './sql.js';
 import { Repositories } from './repositories.js';
 import { RunRepository } from './runs.js';
+import { directoryBlobStore, postgresBlobStore, type BlobStore } from './blobs.js';
+import { FileRepository } from './files.js';
 import { checkPostgres, migrationError, postgresTarget, StorageStartError, type PostgresTarget } from './start-errors.js';
 
 export interface StorageOptions {
@@ -22,6 +24,9 @@ export interface StorageOptions {
 export interface Storage extends Repositories {
   readonly sql: SqlClient;
   readonly runs: RunRepository;
+  readonly files: FileRepository;
+  /** File contents: a directory in the data dir when embedded, PostgreSQL rows when on a server. */
+  readonly blobs: BlobStore;
   /** Where the data lives, for the start-up banner; never includes a password. */
   readonly description: string;
   close(): Promise<void>;
@@ -82,6 +87,8 @@ export async function openStorage(options: StorageOptions): Promise<Storage> {
   return Object.assign(repositories, {
     sql,
     runs: new RunRepository(sql),
+    files: new FileRepository(sql),
+    blobs: sql.kind === 'postgres' ? postgresBlobStore(sql) : directoryBlobStore(join(options.dataDir, 'files')),
     description,
     async close() {
       await sql.close();

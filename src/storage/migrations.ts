@@ -133,6 +133,41 @@ export const MIGRATIONS: Migration[] = [
     // anywhere in the database; only a superuser may create it (pgvector is not a trusted extension).
     sql: `CREATE EXTENSION IF NOT EXISTS vector;`,
   },
+  {
+    version: 4,
+    name: 'files and blobs',
+    sql: `
+      CREATE TABLE files (
+        id text PRIMARY KEY,
+        seq bigint GENERATED ALWAYS AS IDENTITY UNIQUE,
+        created_at bigint NOT NULL,
+        bytes bigint NOT NULL,
+        filename text NOT NULL,
+        purpose text NOT NULL,
+        expires_at bigint,
+        status text NOT NULL,
+        status_details text,
+        -- never on the wire: where the contents are, and the type the upload declared
+        blob_id text NOT NULL,
+        mime_type text
+      );
+      CREATE INDEX files_purpose_seq ON files (purpose, seq);
+      CREATE INDEX files_expiring ON files (expires_at) WHERE expires_at IS NOT NULL;
+      -- The PostgreSQL blob store (the embedded default keeps blobs as files in the data dir).
+      CREATE TABLE blobs (
+        id text PRIMARY KEY,
+        created_at bigint NOT NULL,
+        complete boolean NOT NULL,
+        bytes bigint
+      );
+      CREATE TABLE blob_chunks (
+        blob_id text NOT NULL REFERENCES blobs (id) ON DELETE CASCADE,
+        position integer NOT NULL,
+        data bytea NOT NULL,
+        PRIMARY KEY (blob_id, position)
+      );
+    `,
+  },
 ];
 
 // Any fixed 64-bit number: the lock is shared by every assistd process on the database.

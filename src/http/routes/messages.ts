@@ -14,7 +14,7 @@ export function messageRoutes(app: FastifyInstance, storage: Storage) {
   app.post<{ Params: ThreadParams }>('/threads/:thread_id/messages', async (request) => {
     const threadId = request.params.thread_id;
     const body = parseOrThrow(createMessageSchema, request.body);
-    rejectUnknownFiles([body]);
+    await rejectUnknownFiles(storage.files, [body]);
     try {
       // The thread's existence is checked by the foreign key, the active run by the insert's
       // guard: one round trip on the hot path.

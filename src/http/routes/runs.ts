@@ -47,7 +47,7 @@ export function runRoutes(app: FastifyInstance, storage: Storage, service: RunSe
     const body = parseOrThrow(createThreadAndRunSchema, request.body);
     rejectUnsupportedResources(body);
     rejectUnsupportedResources(body.thread ?? {});
-    rejectUnknownFiles(body.thread?.messages ?? [], 'thread.messages');
+    await rejectUnknownFiles(storage.files, body.thread?.messages ?? [], 'thread.messages');
     const { thread, run } = await service.createThreadAndRun(body);
     return startRun(reply, run, body.stream, [
       { event: 'thread.created', data: thread },
@@ -58,7 +58,7 @@ export function runRoutes(app: FastifyInstance, storage: Storage, service: RunSe
 
   app.post<{ Params: ThreadParams }>('/threads/:thread_id/runs', async (request, reply) => {
     const body = parseOrThrow(createRunSchema, request.body);
-    rejectUnknownFiles(body.additional_messages ?? [], 'additional_messages');
+    await rejectUnknownFiles(storage.files, body.additional_messages ?? [], 'additional_messages');
     const run = await service.createRun(request.params.thread_id, body);
     return startRun(reply, run, body.stream, [
       { event: 'thread.run.created', data: run },

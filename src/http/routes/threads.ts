@@ -12,7 +12,7 @@ export function threadRoutes(app: FastifyInstance, storage: Storage) {
   app.post('/threads', async (request) => {
     const body = parseOrThrow(createThreadSchema, request.body);
     rejectUnsupportedResources(body);
-    rejectUnknownFiles(body.messages ?? [], 'messages');
+    await rejectUnknownFiles(storage.files, body.messages ?? [], 'messages');
     return storage.createThread({
       messages: (body.messages ?? []).map(toNewMessage),
       toolResources: body.tool_resources,
