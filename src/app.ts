@@ -11,12 +11,15 @@ import { messageRoutes } from './http/routes/messages.js';
 import { threadRoutes } from './http/routes/threads.js';
 import { runRoutes } from './http/routes/runs.js';
 import { fileRoutes } from './http/routes/files.js';
+import { vectorStoreRoutes } from './http/routes/vector-stores.js';
+import type { VectorStoreService } from './ingest/vector-store-service.js';
 import multipart from '@fastify/multipart';
 import type { RunService } from './engine/run-service.js';
 
 export interface AppOptions {
   storage: Storage;
   runs: RunService;
+  vectorStores: VectorStoreService;
   pollAfterMs: number;
   masterKey: string | null;
   maxRequestBytes: number;
@@ -172,6 +175,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     messageRoutes(scope, options.storage);
     runRoutes(scope, options.storage, options.runs, options.pollAfterMs);
     fileRoutes(scope, options.storage, options.maxUploadBytes);
+    vectorStoreRoutes(scope, options.storage, options.vectorStores, options.pollAfterMs);
   };
   // LiteLLM's proxy serves every route with and without the /v1 prefix; so do we.
   await app.register(api, { prefix: API_PREFIX });

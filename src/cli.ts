@@ -109,6 +109,12 @@ async function serve(argv: string[]) {
   const routes = server.models.describe();
   if (routes.length === 0) log(NO_MODELS);
   for (const route of routes) log(`model: ${route}`);
+  const embedding = server.models.embedding;
+  log(
+    embedding
+      ? `file_search: hybrid search (full text and vectors from ${embedding.name}${embedding.dimensions ? ` at ${embedding.dimensions} dimensions` : ''}; ${embedding.reason})`
+      : 'file_search: full-text search alone (no embedding model: set assistd_settings.embedding_model, or mark a model_list entry model_info.mode: embedding)',
+  );
   for (const warning of server.models.warnings) warn(warning);
 
   let stopping = false;

@@ -13,6 +13,8 @@ export interface ModelDeployment {
   apiVersion: string | null;
   /** Every `litellm_params` value, secrets resolved, for providers that read more. */
   params: Record<string, unknown>;
+  /** `model_info.mode` (LiteLLM's `chat`, `embedding`, ...), when given. */
+  mode: string | null;
 }
 
 export interface Config {
@@ -48,6 +50,8 @@ export interface AssistdSettings {
   maxUploadSizeMb: number;
   /** How long an upload's body may take in all (a stall of request_timeout_seconds ends it sooner). */
   uploadTimeoutSeconds: number;
+  /** The `model_name` vector stores embed with; null: found in model_list (see ModelRegistry). */
+  embeddingModel: string | null;
 }
 
 const SETTINGS_DEFAULTS: AssistdSettings = {
@@ -63,9 +67,10 @@ const SETTINGS_DEFAULTS: AssistdSettings = {
   shutdownGraceSeconds: 25,
   maxUploadSizeMb: 512,
   uploadTimeoutSeconds: 3600,
+  embeddingModel: null,
 };
 
-const SETTING_KEYS: Record<string, keyof AssistdSettings> = {
+const SETTING_KEYS: Record<string, Exclude<keyof AssistdSettings, 'embeddingModel'>> = {
   run_expiry_seconds: 'runExpirySeconds',
   poll_after_ms: 'pollAfterMs',
   model_timeout_seconds: 'modelTimeoutSeconds',
@@ -83,7 +88,12 @@ function parseSettings(value: unknown, ignored: string[]): AssistdSettings {
   if (value === undefined || value === null) return settings;
   if (!isRecord(value)) throw new ConfigError('assistd_settings', 'expected a mapping');
   for (const [key, raw] of Object.entries(value)) {
-    const field = SETTING_KEYS[key];
+    if (key === 'embedding_model') {
+      if (typeof raw !== 'string' || raw === '') throw new ConfigError('assistd_settings.embedding_model', 'expected a model_name');
+      settings.embeddingModel = raw;
+      continue;
+    }
+    const field = SETTING_KEYS[key] as Exclude<keyof AssistdSettings, 'embeddingModel'> | undefined;
     if (!field) {
       ignored.push(`assistd_settings.${key}`);
       continue;
@@ -145,6 +155,8 @@ const USED_LITELLM_PARAMS = new Set(['model', 'api_base', 'api_key', 'api_versio
 // Read by later provider work (timeouts, headers); not reported as ignored.
 const KNOWN_LITELLM_PARAMS = new Set([
   ...USED_LITELLM_PARAMS,
+  // embedding models: the size of the vectors asked for (OpenAI's text-embedding-3 models)
+  'dimensions',
   'timeout',
   'stream_timeout',
   'max_retries',
@@ -170,7 +182,12 @@ function parseModelList(value: unknown, ignored: string[]): ModelDeployment[] {
       throw new ConfigError(`${path}.litellm_params.model`, 'required, a string such as "openai/gpt-4o"');
     }
     for (const key of Object.keys(entry)) {
-      if (key !== 'model_name' && key !== 'litellm_params') ignored.push(`${path}.${key}`);
+      if (key !== 'model_name' && key !== 'litellm_params' && key !== 'model_info') ignored.push(`${path}.${key}`);
+    }
+    const info = entry.model_info;
+    if (info !== undefined && info !== null && !isRecord(info)) throw new ConfigError(`${path}.model_info`, 'expected a mapping');
+    for (const key of Object.keys(info ?? {})) {
+      if (key !== 'mode') ignored.push(`${path}.model_info.${key}`);
     }
     for (const key of Object.keys(params)) {
       if (!KNOWN_LITELLM_PARAMS.has(key)) ignored.push(`${path}.litellm_params.${key}`);
@@ -187,6 +204,7 @@ function parseModelList(value: unknown, ignored: string[]): ModelDeployment[] {
       apiKey: optionalString(params, 'api_key', `${path}.litellm_params`),
       apiVersion: optionalString(params, 'api_version', `${path}.litellm_params`),
       params,
+      mode: isRecord(info) ? optionalString(info, 'mode', `${path}.model_info`) : null,
     };
   });
 }

@@ -4,6 +4,8 @@ import type { Config } from './config.js';
 import { openStorage, type Storage } from './storage/index.js';
 import { ModelRegistry } from './providers/registry.js';
 import { RunService } from './engine/run-service.js';
+import { IngestionService } from './ingest/ingestion.js';
+import { VectorStoreService } from './ingest/vector-store-service.js';
 import { toNewMessage } from './http/content.js';
 import pino from 'pino';
 
@@ -41,6 +43,8 @@ export interface RunningServer {
   storage: Storage;
   runs: RunService;
   models: ModelRegistry;
+  ingestion: IngestionService;
+  vectorStores: VectorStoreService;
   url: string;
   /** The port listened on (the one chosen, when asked for port 0). */
   port: number;
@@ -61,6 +65,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const settings = options.config.settings;
   const models = new ModelRegistry(options.config.modelList, settings);
   const runLog = runLogger(options.logger);
+  const ingestion = new IngestionService({ storage, models, settings, log: runLog });
+  const vectorStores = new VectorStoreService({ storage, models, settings, ingestion });
   const runs = new RunService({
     storage,
     models,
@@ -73,6 +79,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     app = await buildApp({
       storage,
       runs,
+      vectorStores,
       pollAfterMs: options.config.settings.pollAfterMs,
       masterKey: options.config.masterKey,
       maxRequestBytes: options.config.maxRequestBytes,
@@ -89,9 +96,11 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     await app.listen({ port: options.port, host: options.host, backlog: 4096 });
     // An embedded store belongs to this process alone: every unfinished run in it is an orphan.
     await runs.start({ recoverAll: storage.sql.kind === 'pglite' });
+    await ingestion.start({ recoverAll: storage.sql.kind === 'pglite' });
     await storage.blobs.sweep();
   } catch (error) {
     await runs.close(0);
+    await ingestion.close();
     await storage.close();
     throw error;
   }
@@ -109,6 +118,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     storage,
     runs,
     models,
+    ingestion,
+    vectorStores,
     url: `http://${shownHost.includes(':') ? `[${shownHost}]` : shownHost}:${port}`,
     port,
     stopNow() {
@@ -124,7 +135,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         const deadline = setTimeout(() => app.server.closeAllConnections(), graceMs + FLUSH_MS);
         try {
           // Streams end when their runs' passes end, so runs are drained alongside the HTTP server.
-          await Promise.all([app.close(), runs.close(graceMs)]);
+          await Promise.all([app.close(), runs.close(graceMs), ingestion.close()]);
         } finally {
           clearTimeout(deadline);
         }

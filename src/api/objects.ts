@@ -153,3 +153,50 @@ export interface FileObject {
   status: 'uploaded' | 'processed' | 'error';
   status_details: string | null;
 }
+
+export interface FileCounts {
+  in_progress: number;
+  completed: number;
+  failed: number;
+  cancelled: number;
+  total: number;
+}
+
+export interface VectorStoreObject {
+  id: string;
+  object: 'vector_store';
+  created_at: number;
+  name: string;
+  usage_bytes: number;
+  file_counts: FileCounts;
+  status: 'expired' | 'in_progress' | 'completed';
+  expires_after: { anchor: 'last_active_at'; days: number } | null;
+  expires_at: number | null;
+  last_active_at: number | null;
+  metadata: Metadata;
+}
+
+export type ChunkingStrategy = { type: 'static'; static: { max_chunk_size_tokens: number; chunk_overlap_tokens: number } } | { type: 'other' };
+
+export type FileAttributes = Record<string, string | number | boolean>;
+
+export interface VectorStoreFileObject {
+  id: string;
+  object: 'vector_store.file';
+  usage_bytes: number;
+  created_at: number;
+  vector_store_id: string;
+  status: 'in_progress' | 'completed' | 'cancelled' | 'failed';
+  last_error: { code: 'server_error' | 'unsupported_file' | 'invalid_file'; message: string } | null;
+  chunking_strategy: ChunkingStrategy;
+  attributes: FileAttributes;
+}
+
+export interface VectorStoreFileBatchObject {
+  id: string;
+  object: 'vector_store.files_batch';
+  created_at: number;
+  vector_store_id: string;
+  status: 'in_progress' | 'completed' | 'cancelled' | 'failed';
+  file_counts: FileCounts;
+}

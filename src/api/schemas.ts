@@ -314,3 +314,110 @@ export const submitToolOutputsSchema = z
     stream: z.boolean().nullable().optional(),
   })
   .strict();
+
+// ---------------------------------------------------------------- vector stores
+
+export const chunkingStrategySchema = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('auto') }).strict(),
+  z
+    .object({
+      type: z.literal('static'),
+      static: z
+        .object({
+          max_chunk_size_tokens: z.number().int().min(100).max(4096),
+          chunk_overlap_tokens: z.number().int().min(0),
+        })
+        .strict()
+        .refine((value) => value.chunk_overlap_tokens <= value.max_chunk_size_tokens / 2, {
+          message: 'chunk_overlap_tokens must not exceed half of max_chunk_size_tokens.',
+          path: ['chunk_overlap_tokens'],
+        }),
+    })
+    .strict(),
+]);
+export type ChunkingStrategyRequest = z.infer<typeof chunkingStrategySchema>;
+
+export const attributesSchema = z
+  .record(z.string().max(64), z.union([z.string().max(512), z.number(), z.boolean()]))
+  .refine((attributes) => Object.keys(attributes).length <= 16, { message: 'at most 16 attributes.' })
+  .nullable();
+
+const vectorStoreExpirySchema = z.object({ anchor: z.literal('last_active_at'), days: z.number().int().min(1).max(365) }).strict();
+
+export const createVectorStoreSchema = z
+  .object({
+    file_ids: z.array(idSchema).max(500).optional(),
+    name: z.string().max(256).optional(),
+    description: z.string().max(512).optional(),
+    expires_after: vectorStoreExpirySchema.optional(),
+    chunking_strategy: chunkingStrategySchema.optional(),
+    metadata: metadataSchema.optional(),
+  })
+  .strict();
+export type CreateVectorStore = z.infer<typeof createVectorStoreSchema>;
+
+export const updateVectorStoreSchema = z
+  .object({
+    name: z.string().max(256).nullable().optional(),
+    expires_after: vectorStoreExpirySchema.nullable().optional(),
+    metadata: metadataSchema.optional(),
+  })
+  .strict();
+
+const vectorStoreFileSchema = z
+  .object({ file_id: idSchema, chunking_strategy: chunkingStrategySchema.optional(), attributes: attributesSchema.optional() })
+  .strict();
+export const createVectorStoreFileSchema = vectorStoreFileSchema;
+
+export const createFileBatchSchema = z
+  .object({
+    file_ids: z.array(idSchema).min(1).max(2000).optional(),
+    files: z.array(vectorStoreFileSchema).min(1).max(2000).optional(),
+    chunking_strategy: chunkingStrategySchema.optional(),
+    attributes: attributesSchema.optional(),
+  })
+  .strict();
+
+export const updateFileAttributesSchema = z.object({ attributes: attributesSchema }).strict();
+
+export const listVectorStoreFilesQuerySchema = listQuerySchema.extend({
+  filter: z.enum(['in_progress', 'completed', 'failed', 'cancelled']).optional(),
+});
+
+const comparisonFilterSchema = z
+  .object({
+    type: z.enum(['eq', 'ne', 'gt', 'gte', 'lt', 'lte', 'in', 'nin']),
+    key: z.string().min(1).max(64),
+    value: z.union([z.string(), z.number(), z.boolean(), z.array(z.union([z.string(), z.number()]))]),
+  })
+  .strict()
+  .superRefine((filter, context) => {
+    const list = Array.isArray(filter.value);
+    if ((filter.type === 'in' || filter.type === 'nin') !== list) {
+      context.addIssue({ code: z.ZodIssueCode.custom, path: ['value'], message: `'${filter.type}' takes ${list ? 'a single value' : 'an array of values'}.` });
+    } else if (['gt', 'gte', 'lt', 'lte'].includes(filter.type) && typeof filter.value === 'boolean') {
+      context.addIssue({ code: z.ZodIssueCode.custom, path: ['value'], message: `'${filter.type}' compares numbers or strings, not booleans.` });
+    }
+  });
+
+type FilterShape = z.infer<typeof comparisonFilterSchema> | { type: 'and' | 'or'; filters: FilterShape[] };
+export const filterSchema: z.ZodType<FilterShape> = z.lazy(() =>
+  z.union([comparisonFilterSchema, z.object({ type: z.enum(['and', 'or']), filters: z.array(filterSchema) }).strict()]),
+);
+
+export const rankingOptionsSchema = z
+  .object({
+    ranker: z.enum(['none', 'auto', 'default-2024-11-15', 'default_2024_08_21']).optional(),
+    score_threshold: z.number().min(0).max(1).optional(),
+  })
+  .strict();
+
+export const searchVectorStoreSchema = z
+  .object({
+    query: z.union([z.string().min(1), z.array(z.string().min(1)).min(1).max(10)]),
+    rewrite_query: z.boolean().optional(),
+    max_num_results: z.number().int().min(1).max(50).optional(),
+    filters: filterSchema.optional(),
+    ranking_options: rankingOptionsSchema.optional(),
+  })
+  .strict();

@@ -7,6 +7,7 @@ import type {
 } from '../api/objects.js';
 import type { AssistdSettings } from '../config.js';
 import { newId, nowSeconds } from '../ids.js';
+import { sleep } from '../async.js';
 import type { ModelRegistry } from '../providers/registry.js';
 import { ProviderError, type ChatTool, type ChatToolChoice, type LanguageModel, type ModelRequest, type Usage } from '../providers/types.js';
 import type { Storage } from '../storage/index.js';
@@ -55,20 +56,6 @@ const BACKOFF_BASE_MS = 500;
 const BACKOFF_CAP_MS = 8_000;
 const RETRY_AFTER_CAP_MS = 60_000;
 
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) return reject(signal.reason);
-    const timer = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal.reason);
-    };
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
-}
 
 /** Built-in tools a run may name that this server does not run yet: they never reach the model. */
 const NOT_YET_SERVED = new Set(['code_interpreter', 'file_search']);

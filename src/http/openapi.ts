@@ -63,7 +63,9 @@ export function openApiDocument(routes: ReadonlySet<string>): () => unknown {
       }
     }
     const info = spec.info as { version: string; license?: unknown };
-    const tagList = ((spec.tags ?? []) as { name: string }[]).filter((tag) => tags.has(tag.name));
+    // The tags the served operations carry, described where the spec describes them.
+    const described = new Map(((spec.tags ?? []) as { name: string }[]).map((tag) => [tag.name, tag]));
+    const tagList = [...tags].map((name) => described.get(name) ?? { name });
     document = {
       openapi: spec.openapi,
       info: {

@@ -2,6 +2,7 @@ import { createParser, type EventSourceMessage } from 'eventsource-parser';
 import { z } from 'zod';
 import {
   ProviderError,
+  type EmbeddingModel,
   type FinishReason,
   type LanguageModel,
   type ModelRequest,
@@ -99,10 +100,67 @@ const completionSchema = z.object({
 type Chunk = z.infer<typeof chunkSchema>;
 type ReadResult = Awaited<ReturnType<ReadableStreamDefaultReader<Uint8Array>['read']>>;
 
+const embeddingsSchema = z.object({
+  data: z.array(z.object({ index: z.number().int().nonnegative().nullish(), embedding: z.array(z.number()) })),
+});
+
+// ------------------------------------------------------------------ embeddings
+
+export interface OpenAICompatibleEmbeddingOptions extends Pick<OpenAICompatibleOptions, 'baseURL' | 'apiKey' | 'model' | 'headers' | 'query' | 'timeoutMs' | 'fetch'> {
+  /** Sent as `dimensions` (OpenAI's text-embedding-3 models shorten their vectors to it). */
+  dimensions?: number | null;
+}
+
+export function createOpenAICompatibleEmbeddings(options: OpenAICompatibleEmbeddingOptions): EmbeddingModel {
+  const url = endpointURL(options.baseURL, '/embeddings', options.query);
+  const headers: Record<string, string> = { 'content-type': 'application/json', accept: 'application/json' };
+  if (options.apiKey) headers.authorization = `Bearer ${options.apiKey}`;
+  for (const [name, value] of Object.entries(options.headers ?? {})) headers[name.toLowerCase()] = value;
+  const fetchImpl = options.fetch ?? globalThis.fetch;
+  const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  const dimensions = options.dimensions ?? null;
+  return {
+    modelId: options.model,
+    dimensions,
+    async embed(texts, { signal } = {}) {
+      if (texts.length === 0) return [];
+      const body: Record<string, unknown> = { model: options.model, input: texts, encoding_format: 'float' };
+      if (dimensions !== null) body.dimensions = dimensions;
+      const timeout = timeoutMs > 0 ? AbortSignal.timeout(Math.min(timeoutMs, MAX_TIMER_MS)) : undefined;
+      const combined = signal && timeout ? AbortSignal.any([signal, timeout]) : (signal ?? timeout);
+      let response: Response;
+      let text: string;
+      try {
+        response = await fetchImpl(url, { method: 'POST', headers, body: JSON.stringify(body), signal: combined });
+        text = await response.text();
+      } catch (error) {
+        if (signal?.aborted) throw signal.reason;
+        if (timeout?.aborted) throw new ProviderError(`upstream embeddings sent no answer within ${timeoutMs} ms`, null);
+        throw new ProviderError(`upstream embeddings request failed: ${describeError(error)}`, null, { cause: error });
+      }
+      if (!response.ok) throw httpError(response, text);
+      let parsed: z.infer<typeof embeddingsSchema>;
+      try {
+        parsed = embeddingsSchema.parse(JSON.parse(text));
+      } catch {
+        throw new ProviderError(`upstream sent an unexpected embeddings response: ${truncate(text, 200)}`, null);
+      }
+      if (parsed.data.length !== texts.length) {
+        throw new ProviderError(`upstream returned ${parsed.data.length} embeddings for ${texts.length} inputs`, null);
+      }
+      const ordered = new Array<number[]>(texts.length);
+      parsed.data.forEach((item, position) => {
+        ordered[item.index ?? position] = item.embedding;
+      });
+      return ordered;
+    },
+  };
+}
+
 // ------------------------------------------------------------------ the model
 
 export function createOpenAICompatibleModel(options: OpenAICompatibleOptions): LanguageModel {
-  const url = chatCompletionsURL(options.baseURL, options.query);
+  const url = endpointURL(options.baseURL, '/chat/completions', options.query);
   const headers: Record<string, string> = { 'content-type': 'application/json', accept: 'text/event-stream' };
   if (options.apiKey) headers.authorization = `Bearer ${options.apiKey}`;
   for (const [name, value] of Object.entries(options.headers ?? {})) headers[name.toLowerCase()] = value;
@@ -126,9 +184,9 @@ export function createOpenAICompatibleModel(options: OpenAICompatibleOptions): L
   };
 }
 
-function chatCompletionsURL(baseURL: string, query: Record<string, string> | undefined): string {
+function endpointURL(baseURL: string, endpoint: string, query: Record<string, string> | undefined): string {
   const url = new URL(baseURL); // throws at configuration time, not on the first run
-  url.pathname = `${url.pathname.replace(/\/+$/, '')}/chat/completions`;
+  url.pathname = `${url.pathname.replace(/\/+$/, '')}${endpoint}`;
   for (const [name, value] of Object.entries(query ?? {})) url.searchParams.set(name, value);
   return url.toString();
 }

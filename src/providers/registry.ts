@@ -1,6 +1,6 @@
 import type { AssistdSettings, ModelDeployment } from '../config.js';
-import { createOpenAICompatibleModel } from './openai-compatible.js';
-import type { LanguageModel } from './types.js';
+import { createOpenAICompatibleEmbeddings, createOpenAICompatibleModel } from './openai-compatible.js';
+import type { EmbeddingModel, LanguageModel } from './types.js';
 import { redactUrl } from '../redact.js';
 
 type Env = Record<string, string | undefined>;
@@ -31,7 +31,25 @@ const AZURE_DEFAULT_API_VERSION = '2024-10-21';
 interface Route {
   modelName: string;
   describe: string;
+  /** `model_info.mode`, or null. */
+  mode: string | null;
+  /** `litellm_params.dimensions`, for embedding models that shorten their vectors. */
+  dimensions: number | null;
   create(requestedModel: string): LanguageModel;
+  createEmbeddings(requestedModel: string, dimensions: number | null): EmbeddingModel;
+}
+
+/** OpenAI's embedding models: a model_list entry named like one is taken for vector stores. */
+const OPENAI_EMBEDDING_MODELS = ['text-embedding-3-large', 'text-embedding-3-small', 'text-embedding-ada-002'];
+/** With no config at all, file_search embeds as OpenAI's own did: text-embedding-3-large at 256 dimensions. */
+const ZERO_CONFIG_EMBEDDING = { name: 'text-embedding-3-large', dimensions: 256 };
+
+/** The embedding model vector stores use, and the size of its vectors when asked for one. */
+export interface EmbeddingChoice {
+  name: string;
+  dimensions: number | null;
+  /** Why this one, for the start-up banner. */
+  reason: string;
 }
 
 function ollamaBase(apiBase: string): string {
@@ -67,20 +85,18 @@ function routeFor(deployment: ModelDeployment, settings: AssistdSettings): Route
   if (deployment.params.organization) headers['OpenAI-Organization'] = String(deployment.params.organization);
   const wildcard = deployment.model.endsWith('*');
   const base = baseURL;
+  const connection = { baseURL: base, apiKey, headers, query, timeoutMs };
+  // `openai/*` passes the requested name through; `openai/gpt-*` likewise within its prefix
+  const upstreamModel = (requested: string) => (wildcard ? requested : deployment.model);
+  const dimensions = Number(deployment.params.dimensions);
   return {
     modelName: deployment.modelName,
     describe: `${deployment.provider}/${deployment.model} at ${redactUrl(base)}`,
-    create: (requestedModel) =>
-      createOpenAICompatibleModel({
-        baseURL: base,
-        apiKey,
-        // `openai/*` passes the requested name through; `openai/gpt-*` likewise within its prefix
-        model: wildcard ? requestedModel : deployment.model,
-        headers,
-        query,
-        timeoutMs,
-        idleTimeoutMs: timeoutMs,
-      }),
+    mode: deployment.mode,
+    dimensions: Number.isInteger(dimensions) && dimensions > 0 ? dimensions : null,
+    createEmbeddings: (requestedModel, dimensionsWanted) =>
+      createOpenAICompatibleEmbeddings({ ...connection, model: upstreamModel(requestedModel), dimensions: dimensionsWanted }),
+    create: (requestedModel) => createOpenAICompatibleModel({ ...connection, model: upstreamModel(requestedModel), idleTimeoutMs: timeoutMs }),
   };
 }
 
@@ -123,11 +139,41 @@ export class ModelRegistry {
           apiKey: env.OPENAI_API_KEY || null,
           apiVersion: null,
           params: {},
+          mode: null,
         },
         settings,
       );
       if (typeof route !== 'string') this.wildcards.push(route);
     }
+    this.embedding = this.chooseEmbedding(deployments, settings, env);
+  }
+
+  /** The embedding model new vector stores get, or null: full-text search alone. */
+  readonly embedding: EmbeddingChoice | null;
+
+  private chooseEmbedding(deployments: ModelDeployment[], settings: AssistdSettings, env: Env): EmbeddingChoice | null {
+    if (settings.embeddingModel !== null) {
+      if (!this.has(settings.embeddingModel)) {
+        this.warnings.push(`assistd_settings.embedding_model '${settings.embeddingModel}' routes to no model_list entry; file_search uses full-text search alone`);
+        return null;
+      }
+      const route = this.routes(settings.embeddingModel)[0]!;
+      return { name: settings.embeddingModel, dimensions: route.dimensions, reason: 'assistd_settings.embedding_model' };
+    }
+    const routes = [...this.exact.values()].flat();
+    const marked = routes.find((route) => route.mode === 'embedding');
+    if (marked) return { name: marked.modelName, dimensions: marked.dimensions, reason: 'model_info.mode: embedding' };
+    const named = routes.find((route) => OPENAI_EMBEDDING_MODELS.includes(route.modelName));
+    if (named) return { name: named.modelName, dimensions: named.dimensions, reason: "named like one of OpenAI's embedding models" };
+    if (deployments.length === 0 && env.OPENAI_API_KEY) return { ...ZERO_CONFIG_EMBEDDING, reason: 'OPENAI_API_KEY with no config, as OpenAI did' };
+    return null;
+  }
+
+  /** An embeddings client for `name` (a model_name), or undefined when it routes nowhere. */
+  resolveEmbeddings(name: string, dimensions: number | null): EmbeddingModel | undefined {
+    const routes = this.routes(name);
+    if (routes.length === 0) return undefined;
+    return routes[0]!.createEmbeddings(name, dimensions);
   }
 
   private routes(name: string): Route[] {

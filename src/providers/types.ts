@@ -64,6 +64,16 @@ export interface LanguageModel {
   stream(request: ModelRequest, options: { signal: AbortSignal }): AsyncIterable<StreamPart>;
 }
 
+/** An embeddings endpoint: text in, one vector per text out, in order. */
+export interface EmbeddingModel {
+  /** The upstream model name, for logs. */
+  readonly modelId: string;
+  /** The vector size asked for (models that can shorten their vectors); null: the model's own. */
+  readonly dimensions: number | null;
+  /** Throws `ProviderError` for upstream failures; honours `signal`. */
+  embed(texts: readonly string[], options?: { signal?: AbortSignal }): Promise<number[][]>;
+}
+
 /** An upstream failure; whether a retry may help is decided once, here. */
 export class ProviderError extends Error {
   readonly isRetryable: boolean;

@@ -8,6 +8,7 @@ import { Repositories } from './repositories.js';
 import { RunRepository } from './runs.js';
 import { directoryBlobStore, postgresBlobStore, type BlobStore } from './blobs.js';
 import { FileRepository } from './files.js';
+import { VectorStoreRepository } from './vector-stores.js';
 import { checkPostgres, migrationError, postgresTarget, StorageStartError, type PostgresTarget } from './start-errors.js';
 
 export interface StorageOptions {
@@ -25,6 +26,7 @@ export interface Storage extends Repositories {
   readonly sql: SqlClient;
   readonly runs: RunRepository;
   readonly files: FileRepository;
+  readonly vectorStores: VectorStoreRepository;
   /** File contents: a directory in the data dir when embedded, PostgreSQL rows when on a server. */
   readonly blobs: BlobStore;
   /** Where the data lives, for the start-up banner; never includes a password. */
@@ -41,7 +43,7 @@ export async function openStorage(options: StorageOptions): Promise<Storage> {
   if (options.databaseUrl) {
     target = postgresTarget(options.databaseUrl);
     progress(`connecting to PostgreSQL at ${target.host}:${target.port} (database '${target.database}')`);
-    await checkPostgres(options.databaseUrl, target);
+    const { hiddenVectorSchema } = await checkPostgres(options.databaseUrl, target);
     if (options.schema) {
       const bootstrap = postgresClient(options.databaseUrl, { max: 1 });
       try {
@@ -56,7 +58,7 @@ export async function openStorage(options: StorageOptions): Promise<Storage> {
         await bootstrap.close();
       }
     }
-    sql = postgresClient(options.databaseUrl, { schema: options.schema, max: options.poolSize });
+    sql = postgresClient(options.databaseUrl, { schema: options.schema, max: options.poolSize, extraSchema: hiddenVectorSchema });
     description = `PostgreSQL ${redactUrl(options.databaseUrl)}${options.schema ? ` (schema ${options.schema})` : ''}`;
   } else {
     release = lockDataDir(options.dataDir);
@@ -88,6 +90,7 @@ export async function openStorage(options: StorageOptions): Promise<Storage> {
     sql,
     runs: new RunRepository(sql),
     files: new FileRepository(sql),
+    vectorStores: new VectorStoreRepository(sql),
     blobs: sql.kind === 'postgres' ? postgresBlobStore(sql) : directoryBlobStore(join(options.dataDir, 'files')),
     description,
     async close() {

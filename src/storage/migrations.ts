@@ -168,6 +168,73 @@ export const MIGRATIONS: Migration[] = [
       );
     `,
   },
+  {
+    version: 5,
+    name: 'vector stores, their files and chunks',
+    sql: `
+      CREATE TABLE vector_stores (
+        id text PRIMARY KEY,
+        seq bigint GENERATED ALWAYS AS IDENTITY UNIQUE,
+        created_at bigint NOT NULL,
+        name text NOT NULL,
+        expires_after json,
+        expires_at bigint,
+        last_active_at bigint,
+        metadata json NOT NULL,
+        -- never on the wire: what the store was created with, and the vector space it lives in
+        description text,
+        embedding_model text,
+        embedding_dimensions integer
+      );
+      CREATE TABLE vector_store_file_batches (
+        id text PRIMARY KEY,
+        seq bigint GENERATED ALWAYS AS IDENTITY UNIQUE,
+        vector_store_id text NOT NULL REFERENCES vector_stores (id) ON DELETE CASCADE,
+        created_at bigint NOT NULL,
+        -- in_progress or cancelled; completed and failed are read off the batch's files
+        status text NOT NULL
+      );
+      CREATE TABLE vector_store_files (
+        vector_store_id text NOT NULL REFERENCES vector_stores (id) ON DELETE CASCADE,
+        -- a deleted file leaves every vector store, chunks and all
+        file_id text NOT NULL REFERENCES files (id) ON DELETE CASCADE,
+        seq bigint GENERATED ALWAYS AS IDENTITY UNIQUE,
+        created_at bigint NOT NULL,
+        status text NOT NULL,
+        last_error json,
+        usage_bytes bigint NOT NULL DEFAULT 0,
+        chunking_strategy json NOT NULL,
+        attributes json,
+        batch_id text REFERENCES vector_store_file_batches (id) ON DELETE SET NULL,
+        -- the text parsing extracted (GET …/content), never on the wire otherwise
+        content text,
+        -- ingestion bookkeeping: which process holds the file, until when (ms), how often tried
+        locked_by text,
+        locked_until bigint,
+        attempts integer NOT NULL DEFAULT 0,
+        PRIMARY KEY (vector_store_id, file_id)
+      );
+      CREATE INDEX vector_store_files_store_seq ON vector_store_files (vector_store_id, seq);
+      CREATE INDEX vector_store_files_pending ON vector_store_files (locked_until) WHERE status = 'in_progress';
+      CREATE INDEX vector_store_files_batch ON vector_store_files (batch_id) WHERE batch_id IS NOT NULL;
+      CREATE INDEX vector_store_files_file ON vector_store_files (file_id);
+      CREATE TABLE chunks (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        vector_store_id text NOT NULL,
+        file_id text NOT NULL,
+        position integer NOT NULL,
+        text text NOT NULL,
+        -- Stores of different embedding models share the table: each vector size gets an HNSW index
+        -- of its own (created as the first store of that size fills), over embedding::vector(n).
+        dimensions integer,
+        embedding vector,
+        search tsvector GENERATED ALWAYS AS (to_tsvector('english', text)) STORED,
+        FOREIGN KEY (vector_store_id, file_id) REFERENCES vector_store_files (vector_store_id, file_id) ON DELETE CASCADE
+      );
+      CREATE INDEX chunks_store_file ON chunks (vector_store_id, file_id, position);
+      CREATE INDEX chunks_search ON chunks USING gin (search);
+    `,
+  },
 ];
 
 // Any fixed 64-bit number: the lock is shared by every assistd process on the database.

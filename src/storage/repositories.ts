@@ -37,12 +37,14 @@ export async function listPage<Row extends { id: string }>(
   where: string,
   values: unknown[],
   page: PageRequest,
+  /** The `seq` of the row a cursor names (default: the row of `table` with that `id`). */
+  cursorSeq: (placeholder: string) => string = (placeholder) => `(SELECT seq FROM ${table} WHERE id = ${placeholder})`,
 ): Promise<{ rows: Row[]; hasMore: boolean }> {
   const conditions = [where];
   const params = [...values];
   const cursor = (id: string, operator: '<' | '>') => {
     params.push(id);
-    conditions.push(`seq ${operator} (SELECT seq FROM ${table} WHERE id = $${params.length})`);
+    conditions.push(`seq ${operator} ${cursorSeq(`$${params.length}`)}`);
   };
   const ascending = page.order === 'asc';
   if (page.after !== undefined) cursor(page.after, ascending ? '>' : '<');

@@ -37,7 +37,7 @@ const JSON_COLUMNS = new Set([
 ]);
 
 /** The database's clock in milliseconds: leases are judged by one clock, whatever the hosts'. */
-const NOW_MS = `(extract(epoch FROM clock_timestamp()) * 1000)::bigint`;
+export const NOW_MS = `(extract(epoch FROM clock_timestamp()) * 1000)::bigint`;
 
 /** A value computed by the database when written. */
 class SqlValue {

@@ -23,7 +23,7 @@ export interface SqlClient {
 const INT8_OID = 20;
 const parseInt8 = (value: string) => Number(value);
 
-export function postgresClient(connectionString: string, options: { schema?: string; max?: number } = {}): SqlClient {
+export function postgresClient(connectionString: string, options: { schema?: string; max?: number; extraSchema?: string | null } = {}): SqlClient {
   const pool = new pg.Pool({
     connectionString,
     max: options.max ?? 10,
@@ -36,6 +36,14 @@ export function postgresClient(connectionString: string, options: { schema?: str
   });
   // An idle client losing its connection must not crash the process; the pool replaces it.
   pool.on('error', () => {});
+  // A schema the search path leaves out but the tables need (where the vector extension lives) is
+  // appended on every new connection, before it serves a query.
+  const extraSchema = options.extraSchema;
+  if (extraSchema) {
+    pool.on('connect', (client) => {
+      client.query(`SELECT set_config('search_path', current_setting('search_path') || ', ' || quote_ident($1), false)`, [extraSchema]).catch(() => {});
+    });
+  }
 
   // Parameterised statements are prepared once per connection under a stable name: the server
   // then skips parsing and planning on the hot CRUD paths.

@@ -68,14 +68,27 @@ function reasonOf(error: DriverError): string {
 
 const CONNECT_TIMEOUT_MS = 10_000;
 
-/** Connects once (bounded in time) so that an unreachable or refusing server is named before anything else runs. */
-export async function checkPostgres(connectionString: string, target: PostgresTarget): Promise<void> {
+/**
+ * Connects once (bounded in time) so that an unreachable or refusing server is named before
+ * anything else runs. Returns the schema of an installed vector extension that the connection's
+ * search path leaves out (installed in `extensions`, say), for every connection to add.
+ */
+export async function checkPostgres(connectionString: string, target: PostgresTarget): Promise<{ hiddenVectorSchema: string | null }> {
   const client = new pg.Client({ connectionString, connectionTimeoutMillis: CONNECT_TIMEOUT_MS });
   client.on('error', () => {});
   try {
     await client.connect();
   } catch (error) {
+    await client.end().catch(() => {});
     throw connectError(error, target);
+  }
+  try {
+    const { rows } = await client.query<{ schema: string; visible: boolean }>(
+      `SELECT n.nspname AS schema, n.nspname = ANY (current_schemas(false)) AS visible
+       FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'vector'`,
+    );
+    const found = rows[0];
+    return { hiddenVectorSchema: found && !found.visible ? found.schema : null };
   } finally {
     await client.end().catch(() => {});
   }

@@ -53,6 +53,8 @@ export interface FakeModel {
   defaultTurn: FakeTurn;
   /** Connections with a request in progress (idle keep-alive sockets are not counted). */
   activeConnections(): number;
+  /** Embeddings: a delay before each answer, and error statuses the next requests get (FIFO). */
+  embeddings: { delayMs: number; failures: number[] };
   /** Also ends hanging requests. */
   close(): Promise<void>;
 }
@@ -103,6 +105,7 @@ export async function startFakeModel(): Promise<FakeModel> {
     },
     defaultTurn: { text: 'Hello from the fake model.' },
     activeConnections: () => inFlight,
+    embeddings: { delayMs: 0, failures: [] },
     close() {
       return new Promise<void>((resolve) => {
         server.close(() => resolve());
@@ -139,7 +142,14 @@ export async function startFakeModel(): Promise<FakeModel> {
         data: [{ id: 'fake-model', object: 'model', created: 0, owned_by: 'assistd-tests' }],
       });
     }
-    if (request.method === 'POST' && url.pathname.endsWith('/embeddings')) return embeddings(response, body);
+    if (request.method === 'POST' && url.pathname.endsWith('/embeddings')) {
+      const failure = fake.embeddings.failures.shift();
+      const answer = () => (failure !== undefined ? sendError(response, failure, defaultErrorMessage(failure)) : embeddings(response, body));
+      if (fake.embeddings.delayMs <= 0) return answer();
+      const timer = setTimeout(answer, fake.embeddings.delayMs);
+      response.once('close', () => clearTimeout(timer));
+      return;
+    }
     if (request.method === 'POST' && url.pathname.endsWith('/chat/completions')) {
       const turn = handler?.(recorded) ?? queue.shift() ?? fake.defaultTurn;
       return chatCompletion(recorded, response, turn);
