@@ -170,10 +170,10 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
         if (name.endsWith('_id') && !ID_PATTERN.test(value)) throw notFound(name.slice(0, -3).replace('_', ' '), value);
       }
     });
-    assistantRoutes(scope, options.storage, (model) => options.runs.assertModelRoutes(model));
-    threadRoutes(scope, options.storage);
-    messageRoutes(scope, options.storage);
-    runRoutes(scope, options.storage, options.runs, options.pollAfterMs);
+    assistantRoutes(scope, options.storage, (model) => options.runs.assertModelRoutes(model), options.vectorStores);
+    threadRoutes(scope, options.storage, options.vectorStores);
+    messageRoutes(scope, options.storage, options.vectorStores);
+    runRoutes(scope, options.storage, options.runs, options.pollAfterMs, options.vectorStores);
     fileRoutes(scope, options.storage, options.maxUploadBytes);
     vectorStoreRoutes(scope, options.storage, options.vectorStores, options.pollAfterMs);
   };

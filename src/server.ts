@@ -73,6 +73,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     settings: options.config.settings,
     log: runLog,
     toNewMessage,
+    vectorStores,
   });
   let app: FastifyInstance;
   try {

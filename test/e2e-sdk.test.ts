@@ -6,14 +6,19 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import OpenAI from 'openai';
+import OpenAI, { toFile } from 'openai';
 import OpenAIv4 from 'openai-v4';
 import { startTestServer, type TestServer } from './helpers/server.js';
 
 let server: TestServer;
+/** A real file and vector store for tool_resources to name (unknown ids are refused). */
+let fileId: string;
+let storeId: string;
 
 before(async () => {
   server = await startTestServer();
+  fileId = (await server.client.files.create({ file: await toFile(Buffer.from('resource'), 'resource.txt'), purpose: 'assistants' })).id;
+  storeId = (await server.client.vectorStores.create({ name: 'resources' })).id;
 });
 
 after(async () => {
@@ -191,7 +196,7 @@ describe('assistants (openai 7.x)', () => {
       instructions: 'You are a personal math tutor.',
       reasoning_effort: 'low',
       tools: FULL_TOOLS as any,
-      tool_resources: { code_interpreter: { file_ids: ['file-abc'] }, file_search: { vector_store_ids: ['vs_abc'] } },
+      tool_resources: { code_interpreter: { file_ids: [fileId] }, file_search: { vector_store_ids: [storeId] } },
       metadata: { team: 'maths', level: '3' },
       temperature: 0.25,
       top_p: 0.5,
@@ -204,7 +209,7 @@ describe('assistants (openai 7.x)', () => {
       description: 'Helps with maths',
       instructions: 'You are a personal math tutor.',
       tools: FULL_TOOLS,
-      tool_resources: { code_interpreter: { file_ids: ['file-abc'] }, file_search: { vector_store_ids: ['vs_abc'] } },
+      tool_resources: { code_interpreter: { file_ids: [fileId] }, file_search: { vector_store_ids: [storeId] } },
       metadata: { team: 'maths', level: '3' },
       temperature: 0.25,
       top_p: 0.5,
@@ -366,13 +371,13 @@ describe('threads (openai 7.x)', () => {
     const thread = await client.beta.threads.create({
       messages: THREAD_MESSAGES as any,
       metadata: { customer: 'c-42' },
-      tool_resources: { code_interpreter: { file_ids: ['file-ci'] }, file_search: { vector_store_ids: ['vs_1'] } },
+      tool_resources: { code_interpreter: { file_ids: [fileId] }, file_search: { vector_store_ids: [storeId] } },
     });
     t.check(thread.created_at);
     assert.match(thread.id, /^thread_[A-Za-z0-9]{24}$/);
     const expected = threadObject(thread.id, thread.created_at, {
       metadata: { customer: 'c-42' },
-      tool_resources: { code_interpreter: { file_ids: ['file-ci'] }, file_search: { vector_store_ids: ['vs_1'] } },
+      tool_resources: { code_interpreter: { file_ids: [fileId] }, file_search: { vector_store_ids: [storeId] } },
     });
     assert.deepStrictEqual(plain(thread), expected);
     assert.deepStrictEqual(plain(await client.beta.threads.retrieve(thread.id)), expected);
@@ -403,9 +408,9 @@ describe('threads (openai 7.x)', () => {
     const expectedMetadata = { ...expected, metadata: { customer: 'c-43', tier: 'gold' } };
     assert.deepStrictEqual(plain(withMetadata), expectedMetadata);
     const withResources = await client.beta.threads.update(thread.id, {
-      tool_resources: { code_interpreter: { file_ids: ['file-new'] } },
+      tool_resources: { code_interpreter: { file_ids: [fileId] } },
     });
-    const expectedResources = { ...expectedMetadata, tool_resources: { code_interpreter: { file_ids: ['file-new'] } } };
+    const expectedResources = { ...expectedMetadata, tool_resources: { code_interpreter: { file_ids: [fileId] } } };
     assert.deepStrictEqual(plain(withResources), expectedResources);
     assert.deepStrictEqual(plain(await client.beta.threads.update(thread.id, {})), expectedResources);
     assert.deepStrictEqual(plain(await client.beta.threads.retrieve(thread.id)), expectedResources);
@@ -459,12 +464,12 @@ describe('threads (openai 4.x call style)', () => {
     const thread = await client.beta.threads.create({
       messages: THREAD_MESSAGES as any,
       metadata: { sdk: 'v4' },
-      tool_resources: { file_search: { vector_store_ids: ['vs_v4'] } },
+      tool_resources: { file_search: { vector_store_ids: [storeId] } },
     });
     t.check(thread.created_at);
     const expected = threadObject(thread.id, thread.created_at, {
       metadata: { sdk: 'v4' },
-      tool_resources: { file_search: { vector_store_ids: ['vs_v4'] } },
+      tool_resources: { file_search: { vector_store_ids: [storeId] } },
     });
     assert.deepStrictEqual(plain(thread), expected);
     assert.deepStrictEqual(plain(await client.beta.threads.retrieve(thread.id)), expected);

@@ -338,10 +338,31 @@ const VALIDATION: ValidationCase[] = [
   {
     path: A,
     body: { model: 'm', tool_resources: { file_search: { vector_stores: [{ file_ids: ['file-1'] }] } } },
-    message:
-      'Creating vector stores inline is not supported yet: create the vector store first and pass its id in vector_store_ids.',
-    param: 'tool_resources.file_search.vector_stores',
+    message: "No file found with id 'file-1'.",
+    param: 'tool_resources.file_search.vector_stores[0].file_ids[0]',
     code: null,
+  },
+  {
+    path: A,
+    body: { model: 'm', tool_resources: { file_search: { vector_store_ids: ['vs_missing'] } } },
+    message: "No vector store found with id 'vs_missing'.",
+    param: 'tool_resources.file_search.vector_store_ids[0]',
+    code: null,
+  },
+  {
+    path: A,
+    body: { model: 'm', tool_resources: { code_interpreter: { file_ids: ['file-missing'] } } },
+    message: "No file found with id 'file-missing'.",
+    param: 'tool_resources.code_interpreter.file_ids[0]',
+    code: null,
+  },
+  {
+    path: A,
+    body: { model: 'm', tool_resources: { file_search: { vector_stores: [{}, {}] } } },
+    message:
+      "Invalid 'tool_resources.file_search.vector_stores': array too long. Expected an array with maximum length 1, but got an array with length 2 instead.",
+    param: 'tool_resources.file_search.vector_stores',
+    code: 'array_above_max_length',
   },
   { path: A, body: { model: 'm', stream: true }, message: "Unknown parameter: 'stream'.", param: 'stream', code: 'unknown_parameter' },
   {
@@ -390,11 +411,10 @@ const VALIDATION: ValidationCase[] = [
   },
   {
     path: T,
-    body: { tool_resources: { file_search: { vector_stores: [] } } },
-    message:
-      'Creating vector stores inline is not supported yet: create the vector store first and pass its id in vector_store_ids.',
+    body: { tool_resources: { file_search: { vector_store_ids: ['vs_x'], vector_stores: [{}] } } },
+    message: "Invalid 'tool_resources.file_search.vector_stores': Give either vector_store_ids or vector_stores, not both.",
     param: 'tool_resources.file_search.vector_stores',
-    code: null,
+    code: 'invalid_value',
   },
   {
     path: () => `/v1/threads/${threadId}`,

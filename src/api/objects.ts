@@ -117,9 +117,20 @@ export interface FunctionToolCall {
   function: { name: string; arguments: string; output: string | null };
 }
 
+export interface FileSearchToolCall {
+  id: string;
+  type: 'file_search';
+  file_search: {
+    ranking_options?: { ranker: string; score_threshold: number };
+    results?: { file_id: string; file_name: string; score: number; content?: { type: 'text'; text: string }[] }[];
+  };
+}
+
+export type ToolCall = FunctionToolCall | FileSearchToolCall;
+
 export type StepDetails =
   | { type: 'message_creation'; message_creation: { message_id: string } }
-  | { type: 'tool_calls'; tool_calls: FunctionToolCall[] };
+  | { type: 'tool_calls'; tool_calls: ToolCall[] };
 
 export interface RunStepObject {
   id: string;

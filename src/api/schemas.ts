@@ -74,15 +74,51 @@ export type Tool = z.infer<typeof toolSchema>;
 
 export const toolsSchema = z.array(toolSchema).max(128);
 
+export const chunkingStrategySchema = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('auto') }).strict(),
+  z
+    .object({
+      type: z.literal('static'),
+      static: z
+        .object({
+          max_chunk_size_tokens: z.number().int().min(100).max(4096),
+          chunk_overlap_tokens: z.number().int().min(0),
+        })
+        .strict()
+        .refine((value) => value.chunk_overlap_tokens <= value.max_chunk_size_tokens / 2, {
+          message: 'chunk_overlap_tokens must not exceed half of max_chunk_size_tokens.',
+          path: ['chunk_overlap_tokens'],
+        }),
+    })
+    .strict(),
+]);
+export type ChunkingStrategyRequest = z.infer<typeof chunkingStrategySchema>;
+
 export const toolResourcesSchema = z
   .object({
     code_interpreter: z.object({ file_ids: z.array(z.string()).max(20).optional() }).strict().optional(),
     file_search: z
       .object({
         vector_store_ids: z.array(z.string()).max(1).optional(),
-        vector_stores: z.array(z.unknown()).optional(),
+        // created with the assistant or thread, as OpenAI allows
+        vector_stores: z
+          .array(
+            z
+              .object({
+                file_ids: z.array(z.string().min(1)).max(10_000).optional(),
+                chunking_strategy: chunkingStrategySchema.optional(),
+                metadata: metadataSchema.optional(),
+              })
+              .strict(),
+          )
+          .max(1)
+          .optional(),
       })
       .strict()
+      .refine((value) => !(value.vector_store_ids?.length && value.vector_stores?.length), {
+        message: 'Give either vector_store_ids or vector_stores, not both.',
+        path: ['vector_stores'],
+      })
       .optional(),
   })
   .strict()
@@ -317,25 +353,7 @@ export const submitToolOutputsSchema = z
 
 // ---------------------------------------------------------------- vector stores
 
-export const chunkingStrategySchema = z.discriminatedUnion('type', [
-  z.object({ type: z.literal('auto') }).strict(),
-  z
-    .object({
-      type: z.literal('static'),
-      static: z
-        .object({
-          max_chunk_size_tokens: z.number().int().min(100).max(4096),
-          chunk_overlap_tokens: z.number().int().min(0),
-        })
-        .strict()
-        .refine((value) => value.chunk_overlap_tokens <= value.max_chunk_size_tokens / 2, {
-          message: 'chunk_overlap_tokens must not exceed half of max_chunk_size_tokens.',
-          path: ['chunk_overlap_tokens'],
-        }),
-    })
-    .strict(),
-]);
-export type ChunkingStrategyRequest = z.infer<typeof chunkingStrategySchema>;
+
 
 export const attributesSchema = z
   .record(z.string().max(64), z.union([z.string().max(512), z.number(), z.boolean()]))

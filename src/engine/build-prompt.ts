@@ -1,5 +1,7 @@
 import { countTokens } from 'gpt-tokenizer';
-import type { MessageObject, RunObject, RunStepObject } from '../api/objects.js';
+import type { MessageObject, RunObject } from '../api/objects.js';
+import type { PromptStep } from '../storage/runs.js';
+import { FILE_SEARCH_FUNCTION, formatResults, type StoredResult } from '../tools/file-search.js';
 import type { ChatContentPart, ChatMessage, ChatTool } from '../providers/types.js';
 
 // Chat formats spend a few tokens per message on roles and separators; images are billed by
@@ -70,7 +72,7 @@ export function toChatMessage(message: MessageObject, images: ReadonlyMap<string
  * The run's own progress as chat messages: each model call ("turn") becomes one assistant message
  * (its text and its tool calls together) followed by one `tool` message per submitted output.
  */
-export function stepsToChat(steps: (RunStepObject & { turn: number })[], messages: Map<string, MessageObject>): ChatMessage[] {
+export function stepsToChat(steps: PromptStep[], messages: Map<string, MessageObject>): ChatMessage[] {
   const out: ChatMessage[] = [];
   let index = 0;
   while (index < steps.length) {
@@ -87,8 +89,16 @@ export function stepsToChat(steps: (RunStepObject & { turn: number })[], message
         if (message && !isAbandoned(message)) text += textOf(message);
       } else {
         for (const call of details.tool_calls) {
-          calls.push({ id: call.id, type: 'function', function: { name: call.function.name, arguments: call.function.arguments } });
-          outputs.push({ role: 'tool', tool_call_id: call.id, content: call.function.output ?? '' });
+          if (call.type === 'function') {
+            calls.push({ id: call.id, type: 'function', function: { name: call.function.name, arguments: call.function.arguments } });
+            outputs.push({ role: 'tool', tool_call_id: call.id, content: call.function.output ?? '' });
+            continue;
+          }
+          // A built-in call goes back as the function the model called, its output the results as it read them.
+          const state = steps[index]!.tool_state[call.id];
+          if (!state) continue;
+          calls.push({ id: call.id, type: 'function', function: { name: FILE_SEARCH_FUNCTION, arguments: state.arguments } });
+          outputs.push({ role: 'tool', tool_call_id: call.id, content: formatResults(state.ordinal, (call.file_search.results ?? []) as StoredResult[]) });
         }
       }
     }
@@ -114,13 +124,15 @@ export function countToolTokens(tools: ChatTool[]): number {
 export function buildPrompt(input: {
   run: Pick<RunObject, 'instructions' | 'truncation_strategy' | 'max_prompt_tokens'>;
   additionalInstructions: string | null;
+  /** What built-in tools tell the model (how to cite file_search's results), after the run's own. */
+  toolInstructions?: string | null;
   tools: ChatTool[];
   threadMessages: MessageObject[];
   runTurns: ChatMessage[];
   /** Data URLs of the image files the thread's messages show, by file id. */
   images?: ReadonlyMap<string, string>;
 }): BuiltPrompt {
-  const system = [input.run.instructions, input.additionalInstructions].filter((text) => text).join('\n\n');
+  const system = [input.run.instructions, input.additionalInstructions, input.toolInstructions].filter((text) => text).join('\n\n');
   const head: ChatMessage[] = system ? [{ role: 'system', content: system }] : [];
   let history = input.threadMessages
     .filter((message) => !isAbandoned(message))

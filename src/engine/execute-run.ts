@@ -1,6 +1,7 @@
 import type {
   FunctionToolCall,
   MessageObject,
+  ToolCall,
   RunError,
   RunObject,
   RunStepObject,
@@ -15,6 +16,20 @@ import type { SqlClient } from '../storage/sql.js';
 import { Repositories } from '../storage/repositories.js';
 import { buildPrompt, imageFileIds, stepsToChat } from './build-prompt.js';
 import { imageDataUrls } from './images.js';
+import {
+  FILE_SEARCH_FUNCTION,
+  FILE_SEARCH_INSTRUCTIONS,
+  FILE_SEARCH_TOOL,
+  fileSearchOptions,
+  findCitations,
+  parseQueries,
+  toStoredResults,
+  type FileCitation,
+  type FileSearchOptions,
+  type StoredResult,
+} from '../tools/file-search.js';
+import type { VectorStoreService } from '../ingest/vector-store-service.js';
+import type { PromptStep } from '../storage/runs.js';
 import { CompletionBudget, completionTokens } from './completion-budget.js';
 import type { RunEventBus } from './events.js';
 import { allowedFrom } from './run-state.js';
@@ -22,6 +37,8 @@ import { allowedFrom } from './run-state.js';
 export interface EngineDeps {
   storage: Storage;
   models: ModelRegistry;
+  /** file_search's searches (and ingestion's progress, which a search waits for). */
+  vectorStores: VectorStoreService;
   bus: RunEventBus;
   settings: AssistdSettings;
   log: { warn(object: unknown, message?: string): void; error(object: unknown, message?: string): void };
@@ -58,13 +75,17 @@ const RETRY_AFTER_CAP_MS = 60_000;
 
 
 /** Built-in tools a run may name that this server does not run yet: they never reach the model. */
-const NOT_YET_SERVED = new Set(['code_interpreter', 'file_search']);
+const NOT_YET_SERVED = new Set(['code_interpreter']);
 
-/** Function tools of the run in chat-completions form; built-in tools join here when they exist. */
-function chatTools(run: RunObject): ChatTool[] {
-  return (run.tools as { type: string; function?: ChatTool['function'] }[])
-    .filter((tool) => tool.type === 'function' && tool.function)
-    .map((tool) => ({ type: 'function', function: tool.function! }));
+/**
+ * The run's tools in chat-completions form: its functions, and file_search as the function the
+ * model calls to search (answered here). A function of the client's own named like it gives way.
+ */
+function chatTools(run: RunObject, fileSearch: boolean): ChatTool[] {
+  const functions = (run.tools as { type: string; function?: ChatTool['function'] }[])
+    .filter((tool) => tool.type === 'function' && tool.function && !(fileSearch && tool.function.name === FILE_SEARCH_FUNCTION))
+    .map((tool): ChatTool => ({ type: 'function', function: tool.function! }));
+  return fileSearch ? [...functions, FILE_SEARCH_TOOL] : functions;
 }
 
 function chatToolChoice(choice: unknown, tools: ChatTool[]): ChatToolChoice | undefined {
@@ -72,16 +93,34 @@ function chatToolChoice(choice: unknown, tools: ChatTool[]): ChatToolChoice | un
   if (choice === 'none' || choice === 'auto' || choice === 'required') return choice;
   const named = choice as { type?: string; function?: { name: string } } | null;
   if (named?.type === 'function' && named.function) return { type: 'function', function: { name: named.function.name } };
-  // A named built-in tool with no built-in tools available: the model must still call something.
+  if (named?.type === 'file_search' && tools.some((tool) => tool.function.name === FILE_SEARCH_FUNCTION)) {
+    return { type: 'function', function: { name: FILE_SEARCH_FUNCTION } };
+  }
+  // A named built-in tool that is not available: the model must still call something.
   if (named?.type) return 'required';
   return undefined;
 }
+
+/** How long a search waits for files still being indexed into the stores it searches. */
+const INGESTION_WAIT_MS = 10 * 60_000;
+const INGESTION_POLL_MS = 200;
 
 const addUsage = (a: Usage | null, b: Usage): Usage => ({
   prompt_tokens: (a?.prompt_tokens ?? 0) + b.prompt_tokens,
   completion_tokens: (a?.completion_tokens ?? 0) + b.completion_tokens,
   total_tokens: (a?.total_tokens ?? 0) + b.total_tokens,
 });
+
+/** A tool call of one model call: a function for the client, or a search answered here. */
+interface TurnCall {
+  id: string;
+  kind: 'function' | 'file_search';
+  name: string;
+  arguments: string;
+  /** file_search: the number its results are cited by, and the results once searched. */
+  ordinal?: number;
+  results?: StoredResult[];
+}
 
 /** One model call's visible progress: the message it writes and the tool calls it makes. */
 class Turn {
@@ -92,7 +131,10 @@ class Turn {
   /** What clients have been sent of the message; a retry's answer may repeat it. */
   streamed = '';
   toolStep: RunStepObject | undefined;
-  readonly calls = new Map<number, { id: string; name: string; arguments: string }>();
+  readonly calls = new Map<number, TurnCall>();
+  /** Citations found in `text`, in order, and where the next scan for markers starts. */
+  annotations: FileCitation[] = [];
+  scanFrom = 0;
   constructor(readonly number: number) {}
   /** After a divergent retry: the answer so far goes into a fresh message nobody has seen. */
   startNewMessage(text: string) {
@@ -102,6 +144,8 @@ class Turn {
     this.streamed = '';
     this.text = text;
     this.replaying = false;
+    this.annotations = [];
+    this.scanFrom = 0;
   }
   /** Set by a retry while `streamed` still holds text the new attempt may repeat. */
   private replaying = false;
@@ -138,6 +182,11 @@ export class RunExecutor {
   private completionUsed = 0;
   /** Image files read for this pass's prompts, by id (null: gone, too large or not an image). */
   private readonly images = new Map<string, string | null>();
+  /** The run's file_search options, or null when it has no file_search tool. */
+  private fileSearch: FileSearchOptions | null = null;
+  /** Every search of the run so far, by the number its results are cited by. */
+  private readonly searchResults = new Map<number, StoredResult[]>();
+  private nextOrdinal = 0;
 
   constructor(
     private readonly deps: EngineDeps,
@@ -192,6 +241,7 @@ export class RunExecutor {
             'left out of the model request, the run goes on without ' + (unserved.length > 1 ? 'them' : 'it'),
         );
       }
+      this.fileSearch = fileSearchOptions(this.run.tools);
       await this.loop(model, loaded.additionalInstructions, loaded.reasoningEffort);
     } catch (error) {
       if (error instanceof StopSignal || this.signal.aborted) {
@@ -218,6 +268,7 @@ export class RunExecutor {
   private async loop(model: LanguageModel, additionalInstructions: string | null, reasoningEffort: string | null) {
     for (let guard = 0; guard < MAX_TURNS; guard++) {
       const steps = await this.runs.stepsForPrompt(this.runId);
+      this.rememberSearches(steps);
       const last = steps.at(-1);
       const lastTurn = last?.turn ?? -1;
       // Resumed after the final message was written: nothing is left to ask the model.
@@ -232,11 +283,12 @@ export class RunExecutor {
         step.step_details.type === 'message_creation' ? [step.step_details.message_creation.message_id] : [],
       );
       const runMessages = new Map((await this.runs.getMessagesByIds(runMessageIds)).map((message) => [message.id, message]));
-      const tools = chatTools(this.run);
+      const tools = chatTools(this.run, this.fileSearch !== null);
       const threadMessages = await this.runs.threadMessagesForPrompt(this.run.thread_id, this.runId);
       const prompt = buildPrompt({
         run: this.run,
         additionalInstructions,
+        toolInstructions: this.fileSearch ? FILE_SEARCH_INSTRUCTIONS : null,
         tools,
         threadMessages,
         runTurns: stepsToChat(steps, runMessages),
@@ -263,8 +315,8 @@ export class RunExecutor {
       const turn = new Turn(lastTurn + 1);
       this.currentTurn = turn;
       const outcome = await this.callWithRetries(model, request, turn, prompt.promptTokens);
-      if (outcome === 'ended') return;
-      if (outcome === 'requires_action') return;
+      if (outcome === 'ended' || outcome === 'requires_action') return;
+      // 'continue': the model's searches were answered here; it is asked again with their results.
     }
     await this.fail(undefined, { code: 'server_error', message: `The run stopped after ${MAX_TURNS} model calls without an answer.` });
   }
@@ -323,7 +375,7 @@ export class RunExecutor {
   }
 
   private messageContent(turn: Turn) {
-    return turn.text === '' ? [] : [{ type: 'text', text: { value: turn.text, annotations: [] } }];
+    return turn.text === '' ? [] : [{ type: 'text', text: { value: turn.text, annotations: turn.annotations } }];
   }
 
   /** Ends the turn's message (and its step): completed, or incomplete with a reason. */
@@ -379,10 +431,17 @@ export class RunExecutor {
           const first = turn.streamed === '';
           // Text only counts as seen when a stream is listening; unseen text a retry may replace.
           if (this.deps.bus.hasSubscribers(this.runId)) turn.streamed += value;
+          const text: Record<string, unknown> = first ? { value, annotations: [] } : { value };
+          // Each citation goes out once, in the delta that completes its marker, with its index.
+          const citations = this.newCitations(turn);
+          if (citations.length > 0) {
+            const offset = turn.annotations.length - citations.length;
+            text.annotations = citations.map((citation, position) => ({ index: offset + position, ...citation }));
+          }
           this.publish('thread.message.delta', {
             id: turn.message!.id,
             object: 'thread.message.delta',
-            delta: { content: [{ index: 0, type: 'text', text: first ? { value, annotations: [] } : { value } }] },
+            delta: { content: [{ index: 0, type: 'text', text }] },
           });
         }
         if (cutOff) break;
@@ -404,22 +463,22 @@ export class RunExecutor {
           this.publish('thread.run.step.in_progress', turn.toolStep);
         }
         let call = turn.calls.get(part.index);
-        const delta: Record<string, unknown> = { index: part.index, type: 'function' };
+        let delta: Record<string, unknown> | undefined;
         if (!call) {
-          call = { id: part.id || newId('call'), name: part.name ?? '', arguments: '' };
+          const kind = this.fileSearch && part.name === FILE_SEARCH_FUNCTION ? 'file_search' : 'function';
+          call = { id: part.id || newId('call'), kind, name: part.name ?? '', arguments: '' };
           turn.calls.set(part.index, call);
-          delta.id = call.id;
-          delta.function = { name: call.name, arguments: part.argumentsDelta, output: null };
+          // A search shows as a file_search call; what the model asked it stays here.
+          delta =
+            kind === 'file_search'
+              ? { index: part.index, id: call.id, type: 'file_search', file_search: {} }
+              : { index: part.index, type: 'function', id: call.id, function: { name: call.name, arguments: part.argumentsDelta, output: null } };
         } else {
           if (part.name) call.name += part.name;
-          delta.function = { arguments: part.argumentsDelta };
+          if (call.kind === 'function') delta = { index: part.index, type: 'function', function: { arguments: part.argumentsDelta } };
         }
         call.arguments += part.argumentsDelta;
-        this.publish('thread.run.step.delta', {
-          id: turn.toolStep.id,
-          object: 'thread.run.step.delta',
-          delta: { step_details: { type: 'tool_calls', tool_calls: [delta] } },
-        });
+        if (delta) this.publishStepDelta(turn, delta);
       } else {
         reason = part.reason;
         usage = part.usage;
@@ -441,7 +500,7 @@ export class RunExecutor {
       await this.finishIncomplete(turn, 'max_completion_tokens', usage);
       return 'ended' as const;
     }
-    if (turn.calls.size > 0) return this.requireAction(turn, usage);
+    if (turn.calls.size > 0) return this.answerToolCalls(turn, usage);
     if (!turn.message) await this.startMessage(turn);
     const events = await this.deps.storage.sql.transaction(async (tx) => {
       const messageEvents = await this.endMessage(turn, tx, reason === 'content_filter' ? 'content_filter' : undefined, usage);
@@ -454,17 +513,110 @@ export class RunExecutor {
     return 'ended' as const;
   }
 
-  /** The turn's tool calls, in the order the model made them. */
-  private functionCalls(turn: Turn): FunctionToolCall[] {
-    return [...turn.calls.entries()]
-      .sort(([a], [b]) => a - b)
-      .map(([, call]) => ({ id: call.id, type: 'function', function: { name: call.name, arguments: call.arguments, output: null } }));
+  private publishStepDelta(turn: Turn, call: Record<string, unknown>) {
+    this.publish('thread.run.step.delta', {
+      id: turn.toolStep!.id,
+      object: 'thread.run.step.delta',
+      delta: { step_details: { type: 'tool_calls', tool_calls: [call] } },
+    });
   }
 
-  private async requireAction(turn: Turn, usage: Usage) {
-    const calls = this.functionCalls(turn);
+  /** The turn's tool calls as its step shows them, in the order the model made them. */
+  private stepCalls(turn: Turn): ToolCall[] {
+    return [...turn.calls.entries()]
+      .sort(([a], [b]) => a - b)
+      .map(([, call]): ToolCall =>
+        call.kind === 'file_search'
+          ? { id: call.id, type: 'file_search', file_search: { ...this.rankingOptions(), ...(call.results ? { results: call.results } : {}) } }
+          : { id: call.id, type: 'function', function: { name: call.name, arguments: call.arguments, output: null } },
+      );
+  }
+
+  /** What the turn's built-in calls were asked, kept beside the step for the prompts to come. */
+  private toolState(turn: Turn) {
+    const state: Record<string, { arguments: string; ordinal: number }> = {};
+    for (const call of turn.calls.values()) if (call.kind === 'file_search' && call.ordinal !== undefined) state[call.id] = { arguments: call.arguments, ordinal: call.ordinal };
+    return state;
+  }
+
+  private rankingOptions() {
+    return { ranking_options: { ranker: this.fileSearch?.ranker ?? 'default_2024_08_21', score_threshold: this.fileSearch?.scoreThreshold ?? 0 } };
+  }
+
+  /** The searches of earlier turns (and passes), for citations and the numbering of new ones. */
+  private rememberSearches(steps: PromptStep[]) {
+    this.searchResults.clear();
+    this.nextOrdinal = 0;
+    for (const step of steps) {
+      if (step.status === 'failed' || step.step_details.type !== 'tool_calls') continue;
+      for (const call of step.step_details.tool_calls) {
+        const state = step.tool_state[call.id];
+        if (call.type !== 'file_search' || !state) continue;
+        this.searchResults.set(state.ordinal, (call.file_search.results ?? []) as StoredResult[]);
+        this.nextOrdinal = Math.max(this.nextOrdinal, state.ordinal + 1);
+      }
+    }
+  }
+
+  /** Citations completed by the text written since the last scan, recorded on the turn. */
+  private newCitations(turn: Turn): FileCitation[] {
+    if (this.searchResults.size === 0) return [];
+    const { citations, next } = findCitations(turn.text, turn.scanFrom, this.searchResults);
+    turn.scanFrom = next;
+    turn.annotations.push(...citations);
+    return citations;
+  }
+
+  /** The stores a search looks in: the assistant's and the thread's (which holds files attached to messages). */
+  private async searchScope() {
+    const [assistant, thread] = await Promise.all([this.deps.storage.getAssistant(this.run.assistant_id), this.deps.storage.getThread(this.run.thread_id)]);
+    const ids = new Set<string>();
+    for (const resources of [assistant?.tool_resources, thread?.tool_resources]) {
+      for (const id of (resources as { file_search?: { vector_store_ids?: string[] } } | undefined)?.file_search?.vector_store_ids ?? []) ids.add(id);
+    }
+    return [...(await this.deps.storage.vectorStores.getStores([...ids])).values()];
+  }
+
+  /** Answers a file_search call: waits for files still being indexed, searches, shows the results. */
+  private async runSearch(turn: Turn, index: number, call: TurnCall) {
+    call.ordinal = this.nextOrdinal++;
+    const stores = await this.searchScope();
+    const storeIds = stores.map((stored) => stored.store.id);
+    const deadline = Date.now() + INGESTION_WAIT_MS;
+    while (Date.now() < deadline && (await this.deps.storage.vectorStores.pendingCount(storeIds)) > 0) await sleep(INGESTION_POLL_MS, this.signal);
+    const queries = parseQueries(call.arguments);
+    const hits =
+      queries.length > 0 && this.fileSearch
+        ? await this.deps.vectorStores.search(stores, { queries, maxResults: this.fileSearch.maxResults, scoreThreshold: this.fileSearch.scoreThreshold })
+        : [];
+    call.results = toStoredResults(hits);
+    this.searchResults.set(call.ordinal, call.results);
+    this.publishStepDelta(turn, { index, type: 'file_search', file_search: { ...this.rankingOptions(), results: call.results } });
+  }
+
+  /**
+   * The model called tools: searches are answered here, and the model is asked again ('continue');
+   * function calls wait for the client's outputs (requires_action), the searches' results kept.
+   */
+  private async answerToolCalls(turn: Turn, usage: Usage) {
+    for (const [index, call] of [...turn.calls.entries()].sort(([a], [b]) => a - b)) {
+      if (call.kind === 'file_search') await this.runSearch(turn, index, call);
+    }
+    this.signal.throwIfAborted();
+    const calls = this.stepCalls(turn);
+    const functions = calls.filter((call): call is FunctionToolCall => call.type === 'function');
+    const stepFields = { step_details: { type: 'tool_calls', tool_calls: calls }, tool_state: this.toolState(turn), usage };
+    if (functions.length === 0) {
+      const step = await this.deps.storage.sql.transaction(async (tx) => {
+        const step = await this.runs.updateStep(turn.toolStep!.id, { ...stepFields, status: 'completed', completed_at: nowSeconds() }, tx);
+        await this.runs.addUsage(this.runId, usage, tx);
+        return step;
+      });
+      if (step) this.publish('thread.run.step.completed', step);
+      return 'continue' as const;
+    }
     await this.deps.storage.sql.transaction(async (tx) => {
-      await this.runs.updateStep(turn.toolStep!.id, { step_details: { type: 'tool_calls', tool_calls: calls }, usage }, tx);
+      await this.runs.updateStep(turn.toolStep!.id, stepFields, tx);
       await this.runs.addUsage(this.runId, usage, tx);
       await this.transition(
         'requires_action',
@@ -472,7 +624,7 @@ export class RunExecutor {
           required_action: {
             type: 'submit_tool_outputs',
             submit_tool_outputs: {
-              tool_calls: calls.map((call) => ({ id: call.id, type: 'function', function: { name: call.function.name, arguments: call.function.arguments } })),
+              tool_calls: functions.map((call) => ({ id: call.id, type: 'function', function: { name: call.function.name, arguments: call.function.arguments } })),
             },
           },
         },
@@ -494,7 +646,7 @@ export class RunExecutor {
       if (turn?.toolStep) {
         const step = await this.runs.updateStep(
           turn.toolStep.id,
-          { status: 'cancelled', cancelled_at: now, step_details: { type: 'tool_calls', tool_calls: this.functionCalls(turn) }, usage: usage ?? null },
+          { status: 'cancelled', cancelled_at: now, step_details: { type: 'tool_calls', tool_calls: this.stepCalls(turn) }, usage: usage ?? null },
           tx,
         );
         if (step) turnEvents.push(['thread.run.step.cancelled', step]);

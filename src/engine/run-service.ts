@@ -22,6 +22,7 @@ export interface RunServiceOptions {
   models: ModelRegistry;
   settings: AssistdSettings;
   log: EngineDeps['log'];
+  vectorStores: EngineDeps['vectorStores'];
   /** Converts a create-message request into what storage writes (shared with the messages route). */
   toNewMessage: (request: CreateMessage) => NewMessage;
 }
@@ -47,7 +48,7 @@ export class RunService {
   private closing = false;
 
   constructor(private readonly options: RunServiceOptions) {
-    this.deps = { storage: options.storage, models: options.models, bus: this.bus, settings: options.settings, log: options.log };
+    this.deps = { storage: options.storage, models: options.models, bus: this.bus, settings: options.settings, log: options.log, vectorStores: options.vectorStores };
   }
 
   private get storage() {

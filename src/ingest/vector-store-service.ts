@@ -1,7 +1,7 @@
 import type { ChunkingStrategy, FileAttributes, Metadata, VectorStoreFileBatchObject, VectorStoreFileObject, VectorStoreObject } from '../api/objects.js';
-import type { ChunkingStrategyRequest } from '../api/schemas.js';
+import type { ChunkingStrategyRequest, ToolResources } from '../api/schemas.js';
 import type { AssistdSettings } from '../config.js';
-import { fileNotFound, invalidRequest, notFound } from '../errors.js';
+import { ApiError, fileNotFound, invalidRequest, notFound, quote } from '../errors.js';
 import type { ModelRegistry } from '../providers/registry.js';
 import type { Storage } from '../storage/index.js';
 import type { SqlClient } from '../storage/sql.js';
@@ -15,6 +15,9 @@ export function chunkingStrategy(request: ChunkingStrategyRequest | undefined): 
   if (request?.type === 'static') return { type: 'static', static: { ...request.static } };
   return { type: 'static', static: { max_chunk_size_tokens: AUTO_CHUNKING.maxTokens, chunk_overlap_tokens: AUTO_CHUNKING.overlapTokens } };
 }
+
+/** Stores made for a thread (inline, or for its messages' attachments) expire a week after their last use. */
+const THREAD_STORE_EXPIRY = { anchor: 'last_active_at' as const, days: 7 };
 
 export interface VectorStoreFileRequest {
   file_id: string;
@@ -83,6 +86,64 @@ export class VectorStoreService {
     const store = options.client ? await create(options.client) : await this.deps.storage.sql.transaction(create);
     this.deps.ingestion.notify();
     return (await this.stores.getStore(store.id, options.client))?.store ?? store;
+  }
+
+  /**
+   * tool_resources as stored: an inline `vector_stores` entry becomes a store of its own (its id
+   * in `vector_store_ids`; a thread's expires 7 days after its last use, as OpenAI's did), and
+   * the files and stores named must exist. `param` names the field in the request.
+   */
+  async resolveToolResources(resources: ToolResources | undefined, param: string, owner: 'assistant' | 'thread'): Promise<ToolResources | undefined> {
+    if (!resources) return resources;
+    const out: NonNullable<ToolResources> = { ...resources };
+    const fileIds = resources.code_interpreter?.file_ids ?? [];
+    await this.assertFilesExist(fileIds, (index) => `${param}.code_interpreter.file_ids[${index}]`);
+    const search = resources.file_search;
+    if (search) {
+      const inline = search.vector_stores?.[0];
+      if (inline) {
+        const store = await this.createStore(
+          {
+            file_ids: inline.file_ids,
+            chunking_strategy: inline.chunking_strategy,
+            metadata: inline.metadata,
+            expires_after: owner === 'thread' ? THREAD_STORE_EXPIRY : undefined,
+          },
+          { param: `${param}.file_search.vector_stores[0]` },
+        );
+        out.file_search = { vector_store_ids: [store.id] };
+      } else {
+        const ids = search.vector_store_ids ?? [];
+        const found = await this.stores.getStores(ids);
+        const missing = ids.findIndex((id) => !found.has(id));
+        if (missing >= 0) throw new ApiError(400, `No vector store found with id '${quote(ids[missing]!)}'.`, 'invalid_request_error', `${param}.file_search.vector_store_ids[${missing}]`);
+        out.file_search = { vector_store_ids: ids };
+      }
+    }
+    return out;
+  }
+
+  /**
+   * Files attached to messages for file_search go into the thread's own vector store, made (and
+   * named in its tool_resources) the first time.
+   */
+  async attachToThread(threadId: string, messages: readonly { attachments?: { file_id: string; tools: { type: string }[] }[] | null | undefined }[]): Promise<void> {
+    const fileIds = [
+      ...new Set(
+        messages.flatMap((message) => (message.attachments ?? []).filter((attachment) => attachment.tools.some((tool) => tool.type === 'file_search')).map((attachment) => attachment.file_id)),
+      ),
+    ];
+    if (fileIds.length === 0) return;
+    const thread = await this.deps.storage.getThread(threadId);
+    if (!thread) return;
+    const resources = thread.tool_resources as NonNullable<ToolResources>;
+    let storeId = resources.file_search?.vector_store_ids?.[0];
+    if (!storeId) {
+      storeId = (await this.createStore({ expires_after: THREAD_STORE_EXPIRY })).id;
+      await this.deps.storage.modifyThread(threadId, { tool_resources: { ...resources, file_search: { vector_store_ids: [storeId] } } });
+    }
+    await this.stores.addFiles(storeId, fileIds.map((fileId) => ({ fileId, chunkingStrategy: chunkingStrategy(undefined), attributes: null })));
+    this.deps.ingestion.notify();
   }
 
   async getLiveStore(id: string): Promise<StoredVectorStore> {

@@ -235,6 +235,13 @@ export const MIGRATIONS: Migration[] = [
       CREATE INDEX chunks_search ON chunks USING gin (search);
     `,
   },
+  {
+    version: 6,
+    name: 'built-in tool state of run steps',
+    // Never on the wire: what the model asked a built-in tool (file_search's queries) and the
+    // number its results are cited by, so the conversation can be rebuilt as the model saw it.
+    sql: `ALTER TABLE run_steps ADD COLUMN tool_state json;`,
+  },
 ];
 
 // Any fixed 64-bit number: the lock is shared by every assistd process on the database.

@@ -33,8 +33,19 @@ const JSON_COLUMNS = new Set([
   'response_format',
   'tool_choice',
   'step_details',
+  'tool_state',
   'content',
 ]);
+
+/** What a built-in tool call was asked, kept beside its step (never on the wire). */
+export interface BuiltInCallState {
+  arguments: string;
+  /** The number its results are cited by (file_search). */
+  ordinal: number;
+}
+
+/** A step as the prompt is rebuilt from it: which model call made it, and its built-in calls' state by call id. */
+export type PromptStep = RunStepObject & { turn: number; tool_state: Record<string, BuiltInCallState> };
 
 /** The database's clock in milliseconds: leases are judged by one clock, whatever the hosts'. */
 export const NOW_MS = `(extract(epoch FROM clock_timestamp()) * 1000)::bigint`;
@@ -298,9 +309,9 @@ export class RunRepository {
   }
 
   /** Every step of the run in order, with the model call that produced it. */
-  async stepsForPrompt(runId: string): Promise<(RunStepObject & { turn: number })[]> {
-    const { rows } = await this.sql.query<RunStepObject & { turn: number }>(
-      `SELECT ${STEP_COLUMNS}, turn FROM run_steps WHERE run_id = $1 ORDER BY seq`,
+  async stepsForPrompt(runId: string): Promise<PromptStep[]> {
+    const { rows } = await this.sql.query<PromptStep>(
+      `SELECT ${STEP_COLUMNS}, turn, COALESCE(tool_state, '{}'::json) AS tool_state FROM run_steps WHERE run_id = $1 ORDER BY seq`,
       [runId],
     );
     return rows;

@@ -1,26 +1,18 @@
 import type { FastifyInstance } from 'fastify';
 import { createAssistantSchema, modifyAssistantSchema } from '../../api/schemas.js';
 import { parseOrThrow } from '../../api/validation.js';
-import { invalidRequest, notFound } from '../../errors.js';
+import { notFound } from '../../errors.js';
+import type { VectorStoreService } from '../../ingest/vector-store-service.js';
 import type { Storage } from '../../storage/index.js';
 import { pageFromQuery } from '../pagination.js';
 
 type Params = { assistant_id: string };
 
-export function rejectUnsupportedResources(body: { tool_resources?: { file_search?: { vector_stores?: unknown } } | null }) {
-  if (body.tool_resources?.file_search?.vector_stores !== undefined) {
-    throw invalidRequest(
-      'Creating vector stores inline is not supported yet: create the vector store first and pass its id in vector_store_ids.',
-      'tool_resources.file_search.vector_stores',
-    );
-  }
-}
-
-export function assistantRoutes(app: FastifyInstance, storage: Storage, assertModelRoutes: (model: string) => void) {
+export function assistantRoutes(app: FastifyInstance, storage: Storage, assertModelRoutes: (model: string) => void, vectorStores: VectorStoreService) {
   app.post('/assistants', async (request) => {
     const body = parseOrThrow(createAssistantSchema, request.body);
-    rejectUnsupportedResources(body);
     assertModelRoutes(body.model);
+    body.tool_resources = await vectorStores.resolveToolResources(body.tool_resources, 'tool_resources', 'assistant');
     return storage.createAssistant(body);
   });
 
@@ -34,8 +26,9 @@ export function assistantRoutes(app: FastifyInstance, storage: Storage, assertMo
   app.post<{ Params: Params }>('/assistants/:assistant_id', async (request) => {
     const id = request.params.assistant_id;
     const changes = parseOrThrow(modifyAssistantSchema, request.body);
-    rejectUnsupportedResources(changes);
     if (changes.model !== undefined) assertModelRoutes(changes.model);
+    if (!(await storage.getAssistant(id))) throw notFound('assistant', id);
+    changes.tool_resources = await vectorStores.resolveToolResources(changes.tool_resources, 'tool_resources', 'assistant');
     return (await storage.modifyAssistant(id, changes)) ?? Promise.reject(notFound('assistant', id));
   });
 

@@ -6,11 +6,12 @@ import type { Storage } from '../../storage/index.js';
 import { FOREIGN_KEY_VIOLATION } from '../../storage/runs.js';
 import { rejectUnknownFiles, toNewMessage } from '../content.js';
 import { pageFromQuery } from '../pagination.js';
+import type { VectorStoreService } from '../../ingest/vector-store-service.js';
 
 type ThreadParams = { thread_id: string };
 type MessageParams = { thread_id: string; message_id: string };
 
-export function messageRoutes(app: FastifyInstance, storage: Storage) {
+export function messageRoutes(app: FastifyInstance, storage: Storage, vectorStores: VectorStoreService) {
   app.post<{ Params: ThreadParams }>('/threads/:thread_id/messages', async (request) => {
     const threadId = request.params.thread_id;
     const body = parseOrThrow(createMessageSchema, request.body);
@@ -19,7 +20,10 @@ export function messageRoutes(app: FastifyInstance, storage: Storage) {
       // The thread's existence is checked by the foreign key, the active run by the insert's
       // guard: one round trip on the hot path.
       const message = await storage.createMessage(threadId, toNewMessage(body), true);
-      if (message) return message;
+      if (message) {
+        await vectorStores.attachToThread(threadId, [body]);
+        return message;
+      }
       const runId = await storage.runs.activeRunId(threadId);
       throw invalidRequest(
         runId ? `Can't add messages to ${threadId} while a run ${runId} is active.` : `Can't add messages to ${threadId} while a run is active.`,

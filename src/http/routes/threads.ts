@@ -4,20 +4,21 @@ import { parseOrThrow } from '../../api/validation.js';
 import { notFound } from '../../errors.js';
 import type { Storage } from '../../storage/index.js';
 import { rejectUnknownFiles, toNewMessage } from '../content.js';
-import { rejectUnsupportedResources } from './assistants.js';
+import type { VectorStoreService } from '../../ingest/vector-store-service.js';
 
 type Params = { thread_id: string };
 
-export function threadRoutes(app: FastifyInstance, storage: Storage) {
+export function threadRoutes(app: FastifyInstance, storage: Storage, vectorStores: VectorStoreService) {
   app.post('/threads', async (request) => {
     const body = parseOrThrow(createThreadSchema, request.body);
-    rejectUnsupportedResources(body);
     await rejectUnknownFiles(storage.files, body.messages ?? [], 'messages');
-    return storage.createThread({
+    const thread = await storage.createThread({
       messages: (body.messages ?? []).map(toNewMessage),
-      toolResources: body.tool_resources,
+      toolResources: await vectorStores.resolveToolResources(body.tool_resources, 'tool_resources', 'thread'),
       metadata: body.metadata,
     });
+    await vectorStores.attachToThread(thread.id, body.messages ?? []);
+    return (await storage.getThread(thread.id)) ?? thread;
   });
 
   app.get<{ Params: Params }>('/threads/:thread_id', async (request) => {
@@ -28,7 +29,8 @@ export function threadRoutes(app: FastifyInstance, storage: Storage) {
   app.post<{ Params: Params }>('/threads/:thread_id', async (request) => {
     const id = request.params.thread_id;
     const changes = parseOrThrow(modifyThreadSchema, request.body);
-    rejectUnsupportedResources(changes);
+    if (!(await storage.getThread(id))) throw notFound('thread', id);
+    changes.tool_resources = await vectorStores.resolveToolResources(changes.tool_resources, 'tool_resources', 'thread');
     return (await storage.modifyThread(id, changes)) ?? Promise.reject(notFound('thread', id));
   });
 
