@@ -4,7 +4,9 @@
  */
 import { after, before, beforeEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createOpenAICompatibleModel, type OpenAICompatibleOptions } from '../src/providers/openai-compatible.js';
+import { createOpenAICompatibleEmbeddings, createOpenAICompatibleModel, type OpenAICompatibleOptions } from '../src/providers/openai-compatible.js';
+import { ModelRegistry } from '../src/providers/registry.js';
+import { parseConfig } from '../src/config.js';
 import { ProviderError, type ModelRequest, type StreamPart } from '../src/providers/types.js';
 import { embed, startFakeModel, type FakeModel } from './helpers/fake-model.js';
 
@@ -621,5 +623,61 @@ describe('fake model', { timeout: 10_000 }, () => {
     const bytes = Buffer.from(encoded.data[0].embedding, 'base64');
     const decoded = Array.from(new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4));
     assert.deepEqual(decoded, one.data[0].embedding);
+  });
+});
+
+// ---------------------------------------------------------------- embeddings and the embedding model
+
+describe('embeddings', { timeout: 10_000 }, () => {
+  test('texts in, vectors out in order; dimensions, key and model are sent', async () => {
+    const embeddings = createOpenAICompatibleEmbeddings({ baseURL: fake.url, apiKey: 'sk-upstream', model: 'text-embedding-3-large', dimensions: 32 });
+    const vectors = await embeddings.embed(['first text', 'second text']);
+    assert.equal(vectors.length, 2);
+    assert.deepEqual(vectors[0], Array.from(embed('first text', 32)));
+    const request = fake.requests.at(-1)!;
+    assert.equal(request.path, '/v1/embeddings');
+    assert.deepEqual(request.body, { model: 'text-embedding-3-large', input: ['first text', 'second text'], encoding_format: 'float', dimensions: 32 });
+    assert.equal(request.headers.authorization, 'Bearer sk-upstream');
+  });
+
+  test('upstream errors are ProviderErrors, retryable by status', async () => {
+    const embeddings = createOpenAICompatibleEmbeddings({ baseURL: fake.url, model: 'emb' });
+    fake.embeddings.failures.push(503, 400);
+    const first = await embeddings.embed(['x']).then(() => assert.fail('no error'), (error: unknown) => error);
+    assert.ok(first instanceof ProviderError && first.isRetryable && first.statusCode === 503);
+    const second = await embeddings.embed(['x']).then(() => assert.fail('no error'), (error: unknown) => error);
+    assert.ok(second instanceof ProviderError && !second.isRetryable && second.statusCode === 400);
+  });
+});
+
+describe('which model vector stores embed with', () => {
+  const entry = (model_name: string, extra: Record<string, unknown> = {}) => ({ model_name, litellm_params: { model: `openai/${model_name}`, api_key: 'k', ...extra } });
+  const choose = (document: Record<string, unknown>, env: Record<string, string> = {}) => {
+    const config = parseConfig(document, env);
+    return new ModelRegistry(config.modelList, config.settings, env).embedding;
+  };
+
+  test('assistd_settings.embedding_model first, then model_info.mode embedding, then OpenAI embedding names; none: full text alone', () => {
+    const list = [entry('gpt-4o'), { ...entry('bge-m3'), model_info: { mode: 'embedding' } }, entry('text-embedding-3-small', { dimensions: 512 })];
+    assert.deepEqual(choose({ model_list: list, assistd_settings: { embedding_model: 'text-embedding-3-small' } }), {
+      name: 'text-embedding-3-small',
+      dimensions: 512,
+      reason: 'assistd_settings.embedding_model',
+    });
+    assert.equal(choose({ model_list: list })?.name, 'bge-m3');
+    assert.equal(choose({ model_list: [entry('gpt-4o'), entry('text-embedding-ada-002')] })?.name, 'text-embedding-ada-002');
+    assert.equal(choose({ model_list: [entry('gpt-4o')] }), null);
+  });
+
+  test('zero-config OPENAI_API_KEY: text-embedding-3-large at 256 dimensions, as OpenAI did; OPENAI_BASE_URL alone: none', () => {
+    assert.deepEqual(choose({}, { OPENAI_API_KEY: 'sk-x' }), { name: 'text-embedding-3-large', dimensions: 256, reason: 'OPENAI_API_KEY with no config, as OpenAI did' });
+    assert.equal(choose({}, { OPENAI_BASE_URL: 'http://127.0.0.1:11434/v1' }), null);
+  });
+
+  test('an embedding_model that routes nowhere is a warning, and full text alone', () => {
+    const config = parseConfig({ model_list: [entry('gpt-4o')], assistd_settings: { embedding_model: 'nope' } }, {});
+    const registry = new ModelRegistry(config.modelList, config.settings, {});
+    assert.equal(registry.embedding, null);
+    assert.match(registry.warnings.join('\n'), /assistd_settings\.embedding_model 'nope' routes to no model_list entry/);
   });
 });

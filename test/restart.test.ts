@@ -24,6 +24,7 @@ import { assistdEnv, cleanUpCliProcesses, CliProcess, LISTENING, listening } fro
 import { http } from './helpers/server.js';
 import { preparedDataDir, tempDir } from './helpers/storage.js';
 import { openStorage } from '../src/storage/index.js';
+import { chunkText } from '../src/ingest/chunk.js';
 
 type Json = any;
 
@@ -132,6 +133,7 @@ function writeConfig(): string {
     JSON.stringify({
       model_list: [{ model_name: '*', litellm_params: { model: 'openai/*', api_base: fake.url, api_key: 'x' } }],
       general_settings: { master_key: MASTER_KEY },
+      assistd_settings: { embedding_model: 'text-embedding-3-small' },
     }),
   );
   return file;
@@ -274,7 +276,62 @@ async function killedMidStream(store: Store, resumeMs: number) {
   await second.child.stop('SIGKILL', EXIT_MS);
 }
 
+/** kill -9 while a file is being indexed; after the restart it is indexed once, chunks and all. */
+async function killedMidIngestion(store: Store, resumeMs: number) {
+  const first = await serve(store);
+  const text = Array.from({ length: 60 }, (_, index) => `Sentence ${index} tells of the harbour, the ships and the tides.`).join(' ');
+  const form = new FormData();
+  form.append('purpose', 'assistants');
+  form.append('file', new Blob([text], { type: 'text/plain' }), 'harbour.txt');
+  const uploaded = await fetch(`${first.url}/v1/files`, { method: 'POST', headers: { authorization: `Bearer ${MASTER_KEY}` }, body: form });
+  assert.equal(uploaded.status, 200);
+  const file = (await uploaded.json()) as Json;
+  const vectorStore = await api(first, 'POST', '/vector_stores', {});
+  const strategy = { type: 'static', static: { max_chunk_size_tokens: 100, chunk_overlap_tokens: 20 } };
+  const seen = fake.requests.length;
+  fake.embeddings.delayMs = 60_000;
+  try {
+    await api(first, 'POST', `/vector_stores/${vectorStore.id}/files`, { file_id: file.id, chunking_strategy: strategy });
+    await waitUntil('indexing to reach the embedding model', REQUEST_MS, () =>
+      fake.requests.slice(seen).some((request) => request.path.endsWith('/embeddings')) ? true : undefined,
+    );
+    assert.equal((await api(first, 'GET', `/vector_stores/${vectorStore.id}/files/${file.id}`)).status, 'in_progress');
+    await first.child.stop('SIGKILL', EXIT_MS);
+  } finally {
+    fake.embeddings.delayMs = 0;
+  }
+
+  const second = await serve(store);
+  const indexed = await waitUntil('the file to be indexed after the restart', resumeMs, async () => {
+    const current = await api(second, 'GET', `/vector_stores/${vectorStore.id}/files/${file.id}`);
+    return current.status === 'in_progress' ? undefined : current;
+  });
+  assert.equal(indexed.status, 'completed', JSON.stringify(indexed.last_error));
+  const counts = await api(second, 'GET', `/vector_stores/${vectorStore.id}`);
+  assert.deepEqual(counts.file_counts, { in_progress: 0, completed: 1, failed: 0, cancelled: 0, total: 1 });
+  const hits = await api(second, 'POST', `/vector_stores/${vectorStore.id}/search`, { query: 'harbour ships tides', max_num_results: 50 });
+  await second.child.stop('SIGTERM', EXIT_MS);
+
+  // Exactly the chunks one indexing writes: none left over from the cut-off attempt.
+  const expected = chunkText(text, { maxTokens: 100, overlapTokens: 20 }).chunks.length;
+  const storage = await openStorage({ databaseUrl: store.databaseUrl ?? null, dataDir: store.dataDir });
+  try {
+    const { rows } = await storage.sql.query<{ n: number; positions: number }>(
+      'SELECT count(*)::int AS n, count(DISTINCT position)::int AS positions FROM chunks WHERE file_id = $1',
+      [file.id],
+    );
+    assert.deepEqual(rows[0], { n: expected, positions: expected });
+  } finally {
+    await storage.close();
+  }
+  assert.equal(new Set(hits.data.map((hit: Json) => hit.content[0].text)).size, hits.data.length, 'no passage found twice');
+}
+
 describe('restart safety: kill -9 and start again (PGlite)', () => {
+  test('killed while a file is being indexed: after the restart it is indexed once, with no duplicate chunks', async () => {
+    await killedMidIngestion(await pgliteStore(), PGLITE_RESUME_MS);
+  });
+
   test('killed while the model streams: the run completes after the restart, with one answer', async () => {
     await killedMidStream(await pgliteStore(), PGLITE_RESUME_MS);
   });
@@ -365,6 +422,10 @@ describe('restart safety: kill -9 and start again (PGlite)', () => {
 });
 
 describe('restart safety: kill -9 and start again (PostgreSQL)', { skip: process.env.DATABASE_URL ? false : 'DATABASE_URL is not set' }, () => {
+  test('killed while a file is being indexed: once the dead lease lapses it is indexed once, with no duplicate chunks', async () => {
+    await killedMidIngestion(await postgresStore(), POSTGRES_RESUME_MS);
+  });
+
   test('killed while the model streams: once the dead lease lapses the run completes, with one answer', async () => {
     await killedMidStream(await postgresStore(), POSTGRES_RESUME_MS);
   });

@@ -10,8 +10,9 @@ import { embedAll } from './embed.js';
 import { extractText, FileParseError } from './parse.js';
 import { ensureVectorIndex } from './search.js';
 
-const LEASE_MS = 30_000;
-const HEARTBEAT_MS = 10_000;
+// As a run's: another process takes a dead one's file up 15 s after its last heartbeat.
+const LEASE_MS = 15_000;
+const HEARTBEAT_MS = 5_000;
 const POLL_MS = 1_000;
 /** Files indexed at once by one process. */
 const CONCURRENT_FILES = 2;
