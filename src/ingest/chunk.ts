@@ -15,14 +15,35 @@ const EDGE_REPLACEMENTS = /^\ufffd+|\ufffd+$/g;
  * Cuts `text` into windows of at most `maxTokens` tokens (the project's tokenizer), each starting
  * `maxTokens - overlapTokens` tokens after the one before, as OpenAI's static chunking does.
  */
-export function chunkText(text: string, options: ChunkingOptions): { chunks: string[]; tokens: number } {
+export interface Chunk {
+  text: string;
+  /**
+   * The part of `text` no other chunk holds (a character offset and length): consecutive chunks'
+   * own parts tile the document, each cut in the middle of an overlap. Full-text search indexes
+   * only these, so each word is indexed once however much the chunks overlap.
+   */
+  own: { from: number; length: number };
+}
+
+export function chunkText(text: string, options: ChunkingOptions): { chunks: Chunk[]; tokens: number } {
   const tokens = encode(text);
   const step = Math.max(1, options.maxTokens - options.overlapTokens);
-  const chunks: string[] = [];
+  const halfOverlap = Math.floor((options.maxTokens - step) / 2);
+  const chunks: Chunk[] = [];
   for (let start = 0; start < tokens.length; start += step) {
-    const chunk = decode(tokens.slice(start, start + options.maxTokens)).replace(EDGE_REPLACEMENTS, '');
-    if (chunk.trim() !== '') chunks.push(chunk);
-    if (start + options.maxTokens >= tokens.length) break;
+    const end = Math.min(tokens.length, start + options.maxTokens);
+    const last = end >= tokens.length;
+    const raw = decode(tokens.slice(start, end));
+    const chunk = raw.replace(EDGE_REPLACEMENTS, '');
+    if (chunk.trim() !== '') {
+      // Characters the edge clean-up took off the front shift the offsets.
+      const leading = raw.length - raw.replace(/^\ufffd+/, '').length;
+      const ownStart = start === 0 ? start : start + halfOverlap;
+      const ownEnd = last ? end : start + step + halfOverlap;
+      const from = Math.max(0, decode(tokens.slice(start, ownStart)).length - leading);
+      chunks.push({ text: chunk, own: { from, length: Math.min(chunk.length - from, decode(tokens.slice(ownStart, ownEnd)).length) } });
+    }
+    if (last) break;
   }
   return { chunks, tokens: tokens.length };
 }

@@ -14,8 +14,8 @@ import { ensureVectorIndex } from './search.js';
 const LEASE_MS = 15_000;
 const HEARTBEAT_MS = 5_000;
 const POLL_MS = 1_000;
-/** Files indexed at once by one process. */
-const CONCURRENT_FILES = 2;
+/** Files indexed at once by one process: enough that parsing here and writing in the database overlap. */
+const CONCURRENT_FILES = 4;
 /** Embedding requests in flight at once from one process. */
 const CONCURRENT_EMBEDDINGS = 4;
 /** A file whose indexing broke this often (crashes, upstream failures) fails for good. */
@@ -44,6 +44,7 @@ export class IngestionService {
   private timer: NodeJS.Timeout | undefined;
   private heartbeat: NodeJS.Timeout | undefined;
   private polling = false;
+  private pollAgain = false;
   private closing = false;
 
   constructor(private readonly deps: IngestionDeps) {}
@@ -76,17 +77,26 @@ export class IngestionService {
   }
 
   private poll(): void {
-    if (this.closing || this.polling || this.working.size >= CONCURRENT_FILES) return;
+    if (this.closing || this.working.size >= CONCURRENT_FILES) return;
+    // A wake-up during a claim is not lost: the claim runs again for the slots freed meanwhile.
+    if (this.polling) {
+      this.pollAgain = true;
+      return;
+    }
     this.polling = true;
+    this.pollAgain = false;
     void (async () => {
+      let claimed = 0;
       try {
-        const claimed = await this.stores.claimPending(this.owner, CONCURRENT_FILES - this.working.size, LEASE_MS);
-        for (const file of claimed) this.begin(file);
+        const files = await this.stores.claimPending(this.owner, CONCURRENT_FILES - this.working.size, LEASE_MS);
+        for (const file of files) this.begin(file);
+        claimed = files.length;
       } catch (error) {
         this.deps.log.warn({ err: error }, 'claiming files to index failed; retrying');
       } finally {
         this.polling = false;
       }
+      if (this.pollAgain && claimed > 0) this.poll();
     })();
   }
 
@@ -122,7 +132,8 @@ export class IngestionService {
       for await (const chunk of storage.blobs.get(stored.blobId)) parts.push(chunk as Buffer);
       const text = await extractText(Buffer.concat(parts), stored.file.filename);
       const strategy = file.chunkingStrategy.type === 'static' ? file.chunkingStrategy.static : { max_chunk_size_tokens: AUTO_CHUNKING.maxTokens, chunk_overlap_tokens: AUTO_CHUNKING.overlapTokens };
-      const { chunks: texts, tokens } = chunkText(text, { maxTokens: strategy.max_chunk_size_tokens, overlapTokens: strategy.chunk_overlap_tokens });
+      const { chunks, tokens } = chunkText(text, { maxTokens: strategy.max_chunk_size_tokens, overlapTokens: strategy.chunk_overlap_tokens });
+      const texts = chunks.map((chunk) => chunk.text);
       if (tokens > MAX_FILE_TOKENS) {
         return await this.stores.failFile(this.owner, file, { code: 'invalid_file', message: `The file holds more than ${MAX_FILE_TOKENS.toLocaleString('en')} tokens of text, the most a vector store file may.` });
       }
@@ -139,7 +150,7 @@ export class IngestionService {
       signal.throwIfAborted();
       const completed = await this.stores.completeFile(this.owner, file, {
         content: text,
-        chunks: texts.map((chunk, position) => ({ position, text: chunk, embedding: embeddings?.[position] ?? null })),
+        chunks: chunks.map((chunk, position) => ({ position, text: chunk.text, own: chunk.own, embedding: embeddings?.[position] ?? null })),
         usageBytes: texts.reduce((sum, chunk) => sum + Buffer.byteLength(chunk), 0),
       });
       if (!completed) return;

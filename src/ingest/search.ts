@@ -19,18 +19,29 @@ function vectorExpression(dimensions: number): { column: string; cast: string; o
   return { column: `(c.embedding::${type}(${dimensions}))`, cast: `::${type}(${dimensions})`, ops: `${type}_cosine_ops` };
 }
 
+/**
+ * A denser graph than pgvector's defaults (ef_construction 64), and a wider search (ef_search 40):
+ * measured by bench/file-search, they take recall@10 against exact search past 0.95 for a
+ * millisecond or two.
+ */
+const HNSW_BUILD = 'WITH (m = 16, ef_construction = 128)';
+const EF_SEARCH = 200;
+
 const indexed = new WeakMap<SqlClient, Set<number>>();
 
 /** Makes sure chunks of `dimensions` have an HNSW index of their own (a partial index over a cast). */
+/** The index DDL for chunks of `dimensions` (the benchmark builds it after a bulk load). */
+export function vectorIndexSql(dimensions: number): string {
+  const { column, ops } = vectorExpression(dimensions);
+  return `CREATE INDEX IF NOT EXISTS chunks_embedding_${dimensions} ON chunks USING hnsw (${column.replace('c.', '')} ${ops}) ${HNSW_BUILD} WHERE dimensions = ${dimensions}`;
+}
+
 export async function ensureVectorIndex(sql: SqlClient, dimensions: number): Promise<void> {
   let done = indexed.get(sql);
   if (!done) indexed.set(sql, (done = new Set()));
   if (done.has(dimensions) || dimensions > MAX_HALFVEC_INDEX_DIMENSIONS) return;
-  const { column, ops } = vectorExpression(dimensions);
   try {
-    await sql.exec(
-      `CREATE INDEX IF NOT EXISTS chunks_embedding_${dimensions} ON chunks USING hnsw (${column.replace('c.', '')} ${ops}) WHERE dimensions = ${dimensions}`,
-    );
+    await sql.exec(vectorIndexSql(dimensions));
   } catch (error) {
     // Another process created it at the same moment.
     if (!['23505', '42P07'].includes((error as { code?: string }).code ?? '')) throw error;
@@ -202,7 +213,7 @@ function attributeFilter(filters: Filter | undefined, values: unknown[]): { join
 }
 
 /** Chunk ids nearest `vector` by cosine distance, nearest first. */
-async function vectorCandidates(sql: SqlClient, storeIds: string[], vector: number[], filters: Filter | undefined): Promise<number[]> {
+export async function vectorCandidates(sql: SqlClient, storeIds: string[], vector: number[], filters: Filter | undefined): Promise<number[]> {
   const { column, cast } = vectorExpression(vector.length);
   const values: unknown[] = [storeIds, `[${vector.join(',')}]`];
   const { join, filter } = attributeFilter(filters, values);
@@ -210,14 +221,18 @@ async function vectorCandidates(sql: SqlClient, storeIds: string[], vector: numb
   // The index returns nearest neighbours across every store; iterative scans keep reading until
   // enough of them pass the WHERE clause (pgvector 0.8), rather than returning too few.
   return sql.transaction(async (tx) => {
-    await tx.exec(`SET LOCAL hnsw.iterative_scan = relaxed_order; SET LOCAL hnsw.ef_search = ${CANDIDATES * 2}`);
+    await tx.exec(`SET LOCAL hnsw.iterative_scan = relaxed_order; SET LOCAL hnsw.ef_search = ${EF_SEARCH}`);
     // The size is written into the SQL (an integer): a partial index's predicate must be seen at
     // planning, which a parameter (in a prepared statement's generic plan) is not.
+    // relaxed_order may hand neighbours back a little out of order: they are sorted again.
     const { rows } = await tx.query<{ id: number }>(
-      `SELECT c.id FROM chunks c${join}
-       WHERE c.vector_store_id = ANY($1) AND c.dimensions = ${vector.length}${filter}
-       ORDER BY ${column} <=> $2${cast}
-       LIMIT $${values.length}`,
+      `WITH nearest AS MATERIALIZED (
+         SELECT c.id, ${column} <=> $2${cast} AS distance FROM chunks c${join}
+         WHERE c.vector_store_id = ANY($1) AND c.dimensions = ${vector.length}${filter}
+         ORDER BY distance
+         LIMIT $${values.length}
+       )
+       SELECT id FROM nearest ORDER BY distance, id`,
       values,
     );
     return rows.map((row) => Number(row.id));

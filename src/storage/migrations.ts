@@ -228,7 +228,13 @@ export const MIGRATIONS: Migration[] = [
         -- of its own (created as the first store of that size fills), over embedding::vector(n).
         dimensions integer,
         embedding vector,
-        search tsvector GENERATED ALWAYS AS (to_tsvector('english', text)) STORED,
+        -- Full text indexes only the chunk's own part (no overlap with its neighbours), so each
+        -- word of a document is indexed once however much its chunks overlap.
+        own_from integer,
+        own_length integer,
+        search tsvector GENERATED ALWAYS AS (
+          to_tsvector('english', CASE WHEN own_length IS NULL THEN text ELSE substr(text, own_from + 1, own_length) END)
+        ) STORED,
         FOREIGN KEY (vector_store_id, file_id) REFERENCES vector_store_files (vector_store_id, file_id) ON DELETE CASCADE
       );
       CREATE INDEX chunks_store_file ON chunks (vector_store_id, file_id, position);

@@ -105,6 +105,8 @@ export interface PendingFile {
 export interface NewChunk {
   position: number;
   text: string;
+  /** The part of `text` full-text search indexes (see chunkText). */
+  own: { from: number; length: number };
   embedding: number[] | null;
 }
 
@@ -392,16 +394,24 @@ export class VectorStoreRepository {
       );
       if (rows.length === 0) return false;
       await tx.query('DELETE FROM chunks WHERE vector_store_id = $1 AND file_id = $2', [file.vectorStoreId, file.fileId]);
-      // A few hundred rows a statement: fewer round trips, bounded statement size.
+      // A thousand rows a statement, as arrays: one statement text however many rows (prepared once).
       for (let start = 0; start < result.chunks.length; start += CHUNK_INSERT_BATCH) {
         const batch = result.chunks.slice(start, start + CHUNK_INSERT_BATCH);
-        const values: unknown[] = [file.vectorStoreId, file.fileId];
-        const tuples = batch.map((chunk) => {
-          values.push(chunk.position, chunk.text, chunk.embedding ? chunk.embedding.length : null, chunk.embedding ? `[${chunk.embedding.join(',')}]` : null);
-          const at = values.length;
-          return `($1, $2, $${at - 3}, $${at - 2}, $${at - 1}, $${at}::vector)`;
-        });
-        await tx.query(`INSERT INTO chunks (vector_store_id, file_id, position, text, dimensions, embedding) VALUES ${tuples.join(', ')}`, values);
+        await tx.query(
+          `INSERT INTO chunks (vector_store_id, file_id, position, text, own_from, own_length, dimensions, embedding)
+           SELECT $1, $2, position, text, own_from, own_length, dimensions, embedding::vector
+           FROM unnest($3::int[], $4::text[], $5::int[], $6::int[], $7::int[], $8::text[]) AS row (position, text, own_from, own_length, dimensions, embedding)`,
+          [
+            file.vectorStoreId,
+            file.fileId,
+            batch.map((chunk) => chunk.position),
+            batch.map((chunk) => chunk.text),
+            batch.map((chunk) => chunk.own.from),
+            batch.map((chunk) => chunk.own.length),
+            batch.map((chunk) => chunk.embedding?.length ?? null),
+            batch.map((chunk) => (chunk.embedding ? `[${chunk.embedding.join(',')}]` : null)),
+          ],
+        );
       }
       await tx.query(
         `UPDATE vector_store_files SET status = 'completed', usage_bytes = $3, content = $4, last_error = NULL, locked_by = NULL, locked_until = NULL
@@ -449,4 +459,4 @@ export class VectorStoreRepository {
   }
 }
 
-const CHUNK_INSERT_BATCH = 200;
+const CHUNK_INSERT_BATCH = 1_000;
