@@ -115,6 +115,8 @@ async function serve(argv: string[]) {
       ? `file_search: hybrid search (full text and vectors from ${embedding.name}${embedding.dimensions ? ` at ${embedding.dimensions} dimensions` : ''}; ${embedding.reason})`
       : 'file_search: full-text search alone (no embedding model: set assistd_settings.embedding_model, or mark a model_list entry model_info.mode: embedding)',
   );
+  if (server.codeInterpreter.pool?.driver.isolated === false || server.codeInterpreter.unavailable) warn(server.codeInterpreter.description);
+  else log(server.codeInterpreter.description);
   for (const warning of server.models.warnings) warn(warning);
 
   let stopping = false;

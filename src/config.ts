@@ -1,3 +1,4 @@
+import { SANDBOX_DEFAULTS, type SandboxSettings } from './sandbox/sandbox.js';
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 
@@ -52,6 +53,8 @@ export interface AssistdSettings {
   uploadTimeoutSeconds: number;
   /** The `model_name` vector stores embed with; null: found in model_list (see ModelRegistry). */
   embeddingModel: string | null;
+  /** code_interpreter's sandbox: `code_interpreter_*` keys. */
+  codeInterpreter: SandboxSettings;
 }
 
 const SETTINGS_DEFAULTS: AssistdSettings = {
@@ -68,9 +71,23 @@ const SETTINGS_DEFAULTS: AssistdSettings = {
   maxUploadSizeMb: 512,
   uploadTimeoutSeconds: 3600,
   embeddingModel: null,
+  codeInterpreter: SANDBOX_DEFAULTS,
 };
 
-const SETTING_KEYS: Record<string, Exclude<keyof AssistdSettings, 'embeddingModel'>> = {
+const SANDBOX_NUMBERS: Record<string, keyof SandboxSettings> = {
+  code_interpreter_timeout_seconds: 'timeoutSeconds',
+  code_interpreter_cpu_seconds: 'cpuSeconds',
+  code_interpreter_memory_mb: 'memoryMb',
+  code_interpreter_max_processes: 'maxProcesses',
+  code_interpreter_max_output_kb: 'maxOutputKb',
+  code_interpreter_max_file_mb: 'maxFileMb',
+  code_interpreter_tmp_mb: 'tmpMb',
+  code_interpreter_idle_timeout_seconds: 'idleTimeoutSeconds',
+  code_interpreter_max_kernels: 'maxKernels',
+};
+const SANDBOX_DRIVERS = ['bubblewrap', 'unsafe_local', 'disabled'] as const;
+
+const SETTING_KEYS: Record<string, Exclude<keyof AssistdSettings, 'embeddingModel' | 'codeInterpreter'>> = {
   run_expiry_seconds: 'runExpirySeconds',
   poll_after_ms: 'pollAfterMs',
   model_timeout_seconds: 'modelTimeoutSeconds',
@@ -84,7 +101,7 @@ const SETTING_KEYS: Record<string, Exclude<keyof AssistdSettings, 'embeddingMode
 };
 
 function parseSettings(value: unknown, ignored: string[]): AssistdSettings {
-  const settings = { ...SETTINGS_DEFAULTS };
+  const settings = { ...SETTINGS_DEFAULTS, codeInterpreter: { ...SANDBOX_DEFAULTS } };
   if (value === undefined || value === null) return settings;
   if (!isRecord(value)) throw new ConfigError('assistd_settings', 'expected a mapping');
   for (const [key, raw] of Object.entries(value)) {
@@ -93,7 +110,25 @@ function parseSettings(value: unknown, ignored: string[]): AssistdSettings {
       settings.embeddingModel = raw;
       continue;
     }
-    const field = SETTING_KEYS[key] as Exclude<keyof AssistdSettings, 'embeddingModel'> | undefined;
+    if (key === 'code_interpreter_sandbox') {
+      if (!SANDBOX_DRIVERS.includes(raw as (typeof SANDBOX_DRIVERS)[number])) throw new ConfigError(`assistd_settings.${key}`, `expected one of ${SANDBOX_DRIVERS.join(', ')}`);
+      settings.codeInterpreter.driver = raw as SandboxSettings['driver'];
+      continue;
+    }
+    if (key === 'code_interpreter_python' || key === 'code_interpreter_sessions_dir') {
+      if (typeof raw !== 'string' || raw === '') throw new ConfigError(`assistd_settings.${key}`, 'expected a path');
+      if (key === 'code_interpreter_python') settings.codeInterpreter.python = raw;
+      else settings.codeInterpreter.sessionsDir = raw;
+      continue;
+    }
+    const sandboxField = SANDBOX_NUMBERS[key];
+    if (sandboxField) {
+      const number = Number(raw);
+      if (raw === null || raw === '' || !Number.isFinite(number) || number <= 0) throw new ConfigError(`assistd_settings.${key}`, 'expected a positive number');
+      (settings.codeInterpreter as unknown as Record<string, number>)[sandboxField] = number;
+      continue;
+    }
+    const field = SETTING_KEYS[key] as Exclude<keyof AssistdSettings, 'embeddingModel' | 'codeInterpreter'> | undefined;
     if (!field) {
       ignored.push(`assistd_settings.${key}`);
       continue;

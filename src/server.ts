@@ -8,6 +8,7 @@ import { IngestionService } from './ingest/ingestion.js';
 import { VectorStoreService } from './ingest/vector-store-service.js';
 import { toNewMessage } from './http/content.js';
 import pino from 'pino';
+import { CodeInterpreter } from './sandbox/sandbox.js';
 
 function runLogger(logger: ServerOptions['logger']) {
   if (!logger) return pino({ enabled: false });
@@ -45,6 +46,7 @@ export interface RunningServer {
   models: ModelRegistry;
   ingestion: IngestionService;
   vectorStores: VectorStoreService;
+  codeInterpreter: CodeInterpreter;
   url: string;
   /** The port listened on (the one chosen, when asked for port 0). */
   port: number;
@@ -67,7 +69,9 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const runLog = runLogger(options.logger);
   const ingestion = new IngestionService({ storage, models, settings, log: runLog });
   const vectorStores = new VectorStoreService({ storage, models, settings, ingestion });
+  const codeInterpreter = await CodeInterpreter.start(settings.codeInterpreter, options.dataDir, runLog);
   const runs = new RunService({
+    codeInterpreter,
     storage,
     models,
     settings: options.config.settings,
@@ -102,6 +106,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   } catch (error) {
     await runs.close(0);
     await ingestion.close();
+    await codeInterpreter.close();
     await storage.close();
     throw error;
   }
@@ -121,6 +126,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     models,
     ingestion,
     vectorStores,
+    codeInterpreter,
     url: `http://${shownHost.includes(':') ? `[${shownHost}]` : shownHost}:${port}`,
     port,
     stopNow() {
@@ -140,6 +146,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         } finally {
           clearTimeout(deadline);
         }
+        await codeInterpreter.close();
         await storage.close();
       })();
       return closing;

@@ -84,12 +84,13 @@ async function slowStream(server: Serving, delayMs: number, ...later: FakeTurn[]
 }
 
 describe('the real CLI with runs in flight', { concurrency: true }, () => {
-  test('a run naming code_interpreter says in its log line that it is not available yet, and the model is sent only the other tools', async () => {
+  test('the start-up says how code_interpreter runs, and a run with every kind of tool offers the model its functions and both built-in tools', async () => {
     const server = await serve(await preparedDataDir());
     try {
+      await server.cli.waitFor(/^assistd: code_interpreter: Python in a bubblewrap sandbox \(\/usr\/bin\/python3; no network; .*sessions in /m);
       const weather = { type: 'function' as const, function: { name: 'get_weather', parameters: { type: 'object', properties: {} } } };
       const assistant = await server.client.beta.assistants.create({
-        model: 'gpt-4o-unserved-tools',
+        model: 'gpt-4o-every-tool',
         tools: [{ type: 'code_interpreter' }, { type: 'file_search' }, weather],
       });
       const run: Json = await withTimeout(
@@ -97,13 +98,9 @@ describe('the real CLI with runs in flight', { concurrency: true }, () => {
         'createAndRunPoll',
       );
       assert.equal(run.status, 'completed');
-      const line = await server.cli.waitFor(/^\{.*"msg":"run run_\w+: code_interpreter is not available on this server yet.*$/m);
-      const logged = JSON.parse(line[0]);
-      assert.equal(logged.level, 40, 'a warning');
-      assert.equal(logged.runId, run.id);
-      assert.deepEqual(logged.tools, ['code_interpreter']);
-      const request = fake.requests.find((item) => item.body?.model === 'gpt-4o-unserved-tools')!;
-      assert.deepEqual(request.body.tools.map((tool: Json) => tool.function.name), ['get_weather', 'file_search']);
+      const request = fake.requests.find((item) => item.body?.model === 'gpt-4o-every-tool')!;
+      assert.deepEqual(request.body.tools.map((tool: Json) => tool.function.name), ['get_weather', 'file_search', 'code_interpreter']);
+      assert.match(request.body.messages[0].content, /code_interpreter tool/);
     } finally {
       await server.cli.stop();
     }

@@ -126,7 +126,16 @@ export interface FileSearchToolCall {
   };
 }
 
-export type ToolCall = FunctionToolCall | FileSearchToolCall;
+export interface CodeInterpreterToolCall {
+  id: string;
+  type: 'code_interpreter';
+  code_interpreter: {
+    input: string;
+    outputs: ({ type: 'logs'; logs: string } | { type: 'image'; image: { file_id: string } })[];
+  };
+}
+
+export type ToolCall = FunctionToolCall | FileSearchToolCall | CodeInterpreterToolCall;
 
 export type StepDetails =
   | { type: 'message_creation'; message_creation: { message_id: string } }

@@ -1,6 +1,7 @@
 import { countTokens } from 'gpt-tokenizer';
 import type { MessageObject, RunObject } from '../api/objects.js';
 import type { PromptStep } from '../storage/runs.js';
+import { CODE_INTERPRETER_FUNCTION } from '../tools/code-interpreter.js';
 import { FILE_SEARCH_FUNCTION, formatResults, type StoredResult } from '../tools/file-search.js';
 import type { ChatContentPart, ChatMessage, ChatTool } from '../providers/types.js';
 
@@ -97,8 +98,13 @@ export function stepsToChat(steps: PromptStep[], messages: Map<string, MessageOb
           // A built-in call goes back as the function the model called, its output the results as it read them.
           const state = steps[index]!.tool_state[call.id];
           if (!state) continue;
+          if (call.type === 'code_interpreter') {
+            calls.push({ id: call.id, type: 'function', function: { name: CODE_INTERPRETER_FUNCTION, arguments: state.arguments } });
+            outputs.push({ role: 'tool', tool_call_id: call.id, content: state.output ?? '' });
+            continue;
+          }
           calls.push({ id: call.id, type: 'function', function: { name: FILE_SEARCH_FUNCTION, arguments: state.arguments } });
-          outputs.push({ role: 'tool', tool_call_id: call.id, content: formatResults(state.ordinal, (call.file_search.results ?? []) as StoredResult[]) });
+          outputs.push({ role: 'tool', tool_call_id: call.id, content: formatResults(state.ordinal ?? 0, (call.file_search.results ?? []) as StoredResult[]) });
         }
       }
     }

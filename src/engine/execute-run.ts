@@ -29,6 +29,21 @@ import {
   type StoredResult,
 } from '../tools/file-search.js';
 import type { VectorStoreService } from '../ingest/vector-store-service.js';
+import {
+  CODE_INTERPRETER_FUNCTION,
+  CODE_INTERPRETER_TOOL,
+  codeInterpreterInstructions,
+  findFilePaths,
+  formatOutputs,
+  parseCode,
+  StreamingCode,
+  type CodeOutput,
+  type FilePathAnnotation,
+} from '../tools/code-interpreter.js';
+import type { CodeInterpreter, InputFile } from '../sandbox/sandbox.js';
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import { Readable } from 'node:stream';
 import type { PromptStep } from '../storage/runs.js';
 import { CompletionBudget, completionTokens } from './completion-budget.js';
 import type { RunEventBus } from './events.js';
@@ -39,6 +54,8 @@ export interface EngineDeps {
   models: ModelRegistry;
   /** file_search's searches (and ingestion's progress, which a search waits for). */
   vectorStores: VectorStoreService;
+  /** code_interpreter's kernels (or why code cannot run here, which the model is told). */
+  codeInterpreter: CodeInterpreter;
   bus: RunEventBus;
   settings: AssistdSettings;
   log: { warn(object: unknown, message?: string): void; error(object: unknown, message?: string): void };
@@ -73,19 +90,18 @@ const BACKOFF_BASE_MS = 500;
 const BACKOFF_CAP_MS = 8_000;
 const RETRY_AFTER_CAP_MS = 60_000;
 
-
-/** Built-in tools a run may name that this server does not run yet: they never reach the model. */
-const NOT_YET_SERVED = new Set(['code_interpreter']);
-
 /**
- * The run's tools in chat-completions form: its functions, and file_search as the function the
- * model calls to search (answered here). A function of the client's own named like it gives way.
+ * The run's tools in chat-completions form: its functions, and the built-in tools as the
+ * functions the model calls to search or to run code (answered here). A function of the client's
+ * own named like one of those gives way.
  */
-function chatTools(run: RunObject, fileSearch: boolean): ChatTool[] {
+function chatTools(run: RunObject, fileSearch: boolean, codeInterpreter: boolean): ChatTool[] {
+  const builtIn = [...(fileSearch ? [FILE_SEARCH_TOOL] : []), ...(codeInterpreter ? [CODE_INTERPRETER_TOOL] : [])];
+  const taken = new Set(builtIn.map((tool) => tool.function.name));
   const functions = (run.tools as { type: string; function?: ChatTool['function'] }[])
-    .filter((tool) => tool.type === 'function' && tool.function && !(fileSearch && tool.function.name === FILE_SEARCH_FUNCTION))
+    .filter((tool) => tool.type === 'function' && tool.function && !taken.has(tool.function.name))
     .map((tool): ChatTool => ({ type: 'function', function: tool.function! }));
-  return fileSearch ? [...functions, FILE_SEARCH_TOOL] : functions;
+  return [...functions, ...builtIn];
 }
 
 function chatToolChoice(choice: unknown, tools: ChatTool[]): ChatToolChoice | undefined {
@@ -95,6 +111,9 @@ function chatToolChoice(choice: unknown, tools: ChatTool[]): ChatToolChoice | un
   if (named?.type === 'function' && named.function) return { type: 'function', function: { name: named.function.name } };
   if (named?.type === 'file_search' && tools.some((tool) => tool.function.name === FILE_SEARCH_FUNCTION)) {
     return { type: 'function', function: { name: FILE_SEARCH_FUNCTION } };
+  }
+  if (named?.type === 'code_interpreter' && tools.some((tool) => tool.function.name === CODE_INTERPRETER_FUNCTION)) {
+    return { type: 'function', function: { name: CODE_INTERPRETER_FUNCTION } };
   }
   // A named built-in tool that is not available: the model must still call something.
   if (named?.type) return 'required';
@@ -111,16 +130,35 @@ const addUsage = (a: Usage | null, b: Usage): Usage => ({
   total_tokens: (a?.total_tokens ?? 0) + b.total_tokens,
 });
 
-/** A tool call of one model call: a function for the client, or a search answered here. */
+/** A tool call of one model call: a function for the client, or a search or code answered here. */
 interface TurnCall {
   id: string;
-  kind: 'function' | 'file_search';
+  kind: 'function' | 'file_search' | 'code_interpreter';
   name: string;
   arguments: string;
   /** file_search: the number its results are cited by, and the results once searched. */
   ordinal?: number;
   results?: StoredResult[];
+  /** code_interpreter: the code as it streams, its outputs, what the model reads back, the files it made. */
+  code?: StreamingCode;
+  input?: string;
+  outputs?: CodeOutput[];
+  output?: string;
+  files?: Record<string, string>;
 }
+
+type Annotation = FileCitation | FilePathAnnotation;
+
+/** A thread's sandbox files are named after their uploads; a name taken twice gets the file's id. */
+function sandboxName(filename: string, id: string, taken: Set<string>): string {
+  const base = filename.split(/[\\/]/).pop()!.replace(/[\u0000-\u001f]/g, '').trim() || id;
+  const name = taken.has(base) ? `${id}-${base}` : base;
+  taken.add(name);
+  return name;
+}
+
+const IMAGE_EXTENSIONS = /\.(png|jpe?g|gif|webp)$/i;
+const MIME_TYPES: Record<string, string> = { png: 'image/png', jpg: 'image/jpeg', jpeg: 'image/jpeg', gif: 'image/gif', webp: 'image/webp' };
 
 /** One model call's visible progress: the message it writes and the tool calls it makes. */
 class Turn {
@@ -132,9 +170,12 @@ class Turn {
   streamed = '';
   toolStep: RunStepObject | undefined;
   readonly calls = new Map<number, TurnCall>();
-  /** Citations found in `text`, in order, and where the next scan for markers starts. */
-  annotations: FileCitation[] = [];
+  /** Citations and file links found in `text`, in order, and where the next scans start. */
+  annotations: Annotation[] = [];
   scanFrom = 0;
+  pathScanFrom = 0;
+  /** Images the run's code showed since the last message: this message shows them, above its text. */
+  images: string[] = [];
   constructor(readonly number: number) {}
   /** After a divergent retry: the answer so far goes into a fresh message nobody has seen. */
   startNewMessage(text: string) {
@@ -146,6 +187,8 @@ class Turn {
     this.replaying = false;
     this.annotations = [];
     this.scanFrom = 0;
+    this.pathScanFrom = 0;
+    this.images = [];
   }
   /** Set by a retry while `streamed` still holds text the new attempt may repeat. */
   private replaying = false;
@@ -187,6 +230,12 @@ export class RunExecutor {
   /** Every search of the run so far, by the number its results are cited by. */
   private readonly searchResults = new Map<number, StoredResult[]>();
   private nextOrdinal = 0;
+  /** Whether the run has the code_interpreter tool; the files its code made, by path; images not yet in a message. */
+  private codeInterpreter = false;
+  private readonly producedFiles = new Map<string, string>();
+  private pendingImages: string[] = [];
+  /** The files the thread's code sees at /mnt/data (assistant's, thread's, attachments'). */
+  private codeInputs: (InputFile & { fileId: string })[] = [];
 
   constructor(
     private readonly deps: EngineDeps,
@@ -233,14 +282,7 @@ export class RunExecutor {
       if (!model) {
         return await this.fail(undefined, { code: 'invalid_prompt', message: `The model '${this.run.model}' does not route to any configured deployment.` });
       }
-      const unserved = [...new Set((this.run.tools as { type: string }[]).map((tool) => tool.type))].filter((type) => NOT_YET_SERVED.has(type));
-      if (unserved.length > 0) {
-        this.deps.log.warn(
-          { runId: this.runId, threadId: this.run.thread_id, tools: unserved },
-          `run ${this.runId}: ${unserved.join(' and ')} ${unserved.length > 1 ? 'are' : 'is'} not available on this server yet; ` +
-            'left out of the model request, the run goes on without ' + (unserved.length > 1 ? 'them' : 'it'),
-        );
-      }
+      this.codeInterpreter = (this.run.tools as { type: string }[]).some((tool) => tool.type === 'code_interpreter');
       this.fileSearch = fileSearchOptions(this.run.tools);
       await this.loop(model, loaded.additionalInstructions, loaded.reasoningEffort);
     } catch (error) {
@@ -269,6 +311,7 @@ export class RunExecutor {
     for (let guard = 0; guard < MAX_TURNS; guard++) {
       const steps = await this.runs.stepsForPrompt(this.runId);
       this.rememberSearches(steps);
+      this.rememberCode(steps);
       const last = steps.at(-1);
       const lastTurn = last?.turn ?? -1;
       // Resumed after the final message was written: nothing is left to ask the model.
@@ -283,12 +326,17 @@ export class RunExecutor {
         step.step_details.type === 'message_creation' ? [step.step_details.message_creation.message_id] : [],
       );
       const runMessages = new Map((await this.runs.getMessagesByIds(runMessageIds)).map((message) => [message.id, message]));
-      const tools = chatTools(this.run, this.fileSearch !== null);
+      const tools = chatTools(this.run, this.fileSearch !== null, this.codeInterpreter);
       const threadMessages = await this.runs.threadMessagesForPrompt(this.run.thread_id, this.runId);
+      if (this.codeInterpreter) this.codeInputs = await this.codeInputFiles(threadMessages);
+      const toolInstructions = [
+        this.fileSearch ? FILE_SEARCH_INSTRUCTIONS : null,
+        this.codeInterpreter ? codeInterpreterInstructions(this.codeInputs.map((input) => input.name)) : null,
+      ].filter((text) => text !== null);
       const prompt = buildPrompt({
         run: this.run,
         additionalInstructions,
-        toolInstructions: this.fileSearch ? FILE_SEARCH_INSTRUCTIONS : null,
+        toolInstructions: toolInstructions.length > 0 ? toolInstructions.join('\n\n') : null,
         tools,
         threadMessages,
         runTurns: stepsToChat(steps, runMessages),
@@ -368,14 +416,30 @@ export class RunExecutor {
     });
     turn.message = message;
     turn.messageStep = step;
+    turn.images = this.pendingImages;
+    this.pendingImages = [];
     this.publish('thread.run.step.created', step);
     this.publish('thread.run.step.in_progress', step);
     this.publish('thread.message.created', message);
     this.publish('thread.message.in_progress', message);
+    if (turn.images.length > 0) {
+      this.publish('thread.message.delta', {
+        id: message.id,
+        object: 'thread.message.delta',
+        delta: { content: turn.images.map((fileId, index) => ({ index, type: 'image_file', image_file: { file_id: fileId } })) },
+      });
+    }
   }
 
   private messageContent(turn: Turn) {
-    return turn.text === '' ? [] : [{ type: 'text', text: { value: turn.text, annotations: turn.annotations } }];
+    const images = turn.images.map((fileId) => ({ type: 'image_file', image_file: { file_id: fileId } }));
+    return turn.text === '' ? images : [...images, { type: 'text', text: { value: turn.text, annotations: turn.annotations } }];
+  }
+
+  /** Files the message links to that the run's code made: attached to it, as OpenAI's were. */
+  private messageAttachments(turn: Turn) {
+    const ids = [...new Set(turn.annotations.flatMap((annotation) => (annotation.type === 'file_path' ? [annotation.file_path.file_id] : [])))];
+    return ids.map((fileId) => ({ file_id: fileId, tools: [{ type: 'code_interpreter' }] }));
   }
 
   /** Ends the turn's message (and its step): completed, or incomplete with a reason. */
@@ -383,11 +447,18 @@ export class RunExecutor {
     if (!turn.message || !turn.messageStep || turn.messageDone) return [];
     turn.messageDone = true;
     const now = nowSeconds();
+    // A link to a made file at the very end of the text is only known complete now.
+    const lastLinks = this.newFilePaths(turn, true);
+    if (lastLinks.length > 0) this.publishTextDelta(turn, '', lastLinks);
+    const attachments = this.messageAttachments(turn);
     const message = await this.runs.updateMessage(
       turn.message.id,
-      incompleteReason
-        ? { status: 'incomplete', content: this.messageContent(turn), incomplete_at: now, incomplete_details: { reason: incompleteReason } }
-        : { status: 'completed', content: this.messageContent(turn), completed_at: now },
+      {
+        ...(incompleteReason
+          ? { status: 'incomplete', content: this.messageContent(turn), incomplete_at: now, incomplete_details: { reason: incompleteReason } }
+          : { status: 'completed', content: this.messageContent(turn), completed_at: now }),
+        ...(attachments.length > 0 ? { attachments } : {}),
+      },
       client,
     );
     const step = await this.runs.updateStep(turn.messageStep.id, { status: 'completed', completed_at: now, usage: usage ?? null }, client);
@@ -431,18 +502,8 @@ export class RunExecutor {
           const first = turn.streamed === '';
           // Text only counts as seen when a stream is listening; unseen text a retry may replace.
           if (this.deps.bus.hasSubscribers(this.runId)) turn.streamed += value;
-          const text: Record<string, unknown> = first ? { value, annotations: [] } : { value };
-          // Each citation goes out once, in the delta that completes its marker, with its index.
-          const citations = this.newCitations(turn);
-          if (citations.length > 0) {
-            const offset = turn.annotations.length - citations.length;
-            text.annotations = citations.map((citation, position) => ({ index: offset + position, ...citation }));
-          }
-          this.publish('thread.message.delta', {
-            id: turn.message!.id,
-            object: 'thread.message.delta',
-            delta: { content: [{ index: 0, type: 'text', text }] },
-          });
+          // Each citation or file link goes out once, in the delta that completes it, with its index.
+          this.publishTextDelta(turn, value, [...this.newCitations(turn), ...this.newFilePaths(turn, false)], first);
         }
         if (cutOff) break;
       } else if (part.type === 'tool-call-delta') {
@@ -465,17 +526,30 @@ export class RunExecutor {
         let call = turn.calls.get(part.index);
         let delta: Record<string, unknown> | undefined;
         if (!call) {
-          const kind = this.fileSearch && part.name === FILE_SEARCH_FUNCTION ? 'file_search' : 'function';
+          const kind =
+            this.fileSearch && part.name === FILE_SEARCH_FUNCTION
+              ? 'file_search'
+              : this.codeInterpreter && part.name === CODE_INTERPRETER_FUNCTION
+                ? 'code_interpreter'
+                : 'function';
           call = { id: part.id || newId('call'), kind, name: part.name ?? '', arguments: '' };
           turn.calls.set(part.index, call);
-          // A search shows as a file_search call; what the model asked it stays here.
-          delta =
-            kind === 'file_search'
-              ? { index: part.index, id: call.id, type: 'file_search', file_search: {} }
-              : { index: part.index, type: 'function', id: call.id, function: { name: call.name, arguments: part.argumentsDelta, output: null } };
+          // A search shows as a file_search call (what the model asked it stays here); code as a
+          // code_interpreter call, whose id and type go out alone first, then the input as it is written.
+          if (kind === 'file_search') delta = { index: part.index, id: call.id, type: 'file_search', file_search: {} };
+          else if (kind === 'code_interpreter') {
+            call.code = new StreamingCode();
+            this.publishStepDelta(turn, { index: part.index, id: call.id, type: 'code_interpreter', code_interpreter: { input: '', outputs: [] } });
+            const input = call.code.feed(part.argumentsDelta);
+            if (input !== '') delta = { index: part.index, type: 'code_interpreter', code_interpreter: { input } };
+          } else delta = { index: part.index, type: 'function', id: call.id, function: { name: call.name, arguments: part.argumentsDelta, output: null } };
         } else {
           if (part.name) call.name += part.name;
           if (call.kind === 'function') delta = { index: part.index, type: 'function', function: { arguments: part.argumentsDelta } };
+          else if (call.kind === 'code_interpreter') {
+            const input = call.code!.feed(part.argumentsDelta);
+            if (input !== '') delta = { index: part.index, type: 'code_interpreter', code_interpreter: { input } };
+          }
         }
         call.arguments += part.argumentsDelta;
         if (delta) this.publishStepDelta(turn, delta);
@@ -513,6 +587,20 @@ export class RunExecutor {
     return 'ended' as const;
   }
 
+  /** A text delta of the turn's message, with the annotations it completes (numbered in the message's order). */
+  private publishTextDelta(turn: Turn, value: string, annotations: Annotation[], first = false) {
+    const text: Record<string, unknown> = first ? { value, annotations: [] } : { value };
+    if (annotations.length > 0) {
+      const offset = turn.annotations.length - annotations.length;
+      text.annotations = annotations.map((annotation, position) => ({ index: offset + position, ...annotation }));
+    }
+    this.publish('thread.message.delta', {
+      id: turn.message!.id,
+      object: 'thread.message.delta',
+      delta: { content: [{ index: turn.images.length, type: 'text', text }] },
+    });
+  }
+
   private publishStepDelta(turn: Turn, call: Record<string, unknown>) {
     this.publish('thread.run.step.delta', {
       id: turn.toolStep!.id,
@@ -528,14 +616,19 @@ export class RunExecutor {
       .map(([, call]): ToolCall =>
         call.kind === 'file_search'
           ? { id: call.id, type: 'file_search', file_search: { ...this.rankingOptions(), ...(call.results ? { results: call.results } : {}) } }
-          : { id: call.id, type: 'function', function: { name: call.name, arguments: call.arguments, output: null } },
+          : call.kind === 'code_interpreter'
+            ? { id: call.id, type: 'code_interpreter', code_interpreter: { input: call.input ?? parseCode(call.arguments), outputs: call.outputs ?? [] } }
+            : { id: call.id, type: 'function', function: { name: call.name, arguments: call.arguments, output: null } },
       );
   }
 
   /** What the turn's built-in calls were asked, kept beside the step for the prompts to come. */
   private toolState(turn: Turn) {
-    const state: Record<string, { arguments: string; ordinal: number }> = {};
-    for (const call of turn.calls.values()) if (call.kind === 'file_search' && call.ordinal !== undefined) state[call.id] = { arguments: call.arguments, ordinal: call.ordinal };
+    const state: Record<string, { arguments: string; ordinal?: number; output?: string; files?: Record<string, string> }> = {};
+    for (const call of turn.calls.values()) {
+      if (call.kind === 'file_search' && call.ordinal !== undefined) state[call.id] = { arguments: call.arguments, ordinal: call.ordinal };
+      if (call.kind === 'code_interpreter' && call.output !== undefined) state[call.id] = { arguments: call.arguments, output: call.output, files: call.files ?? {} };
+    }
     return state;
   }
 
@@ -552,10 +645,124 @@ export class RunExecutor {
       for (const call of step.step_details.tool_calls) {
         const state = step.tool_state[call.id];
         if (call.type !== 'file_search' || !state) continue;
-        this.searchResults.set(state.ordinal, (call.file_search.results ?? []) as StoredResult[]);
-        this.nextOrdinal = Math.max(this.nextOrdinal, state.ordinal + 1);
+        const ordinal = state.ordinal ?? 0;
+        this.searchResults.set(ordinal, (call.file_search.results ?? []) as StoredResult[]);
+        this.nextOrdinal = Math.max(this.nextOrdinal, ordinal + 1);
       }
     }
+  }
+
+  /** The files earlier calls made (for links) and the images no message has shown yet. */
+  private rememberCode(steps: PromptStep[]) {
+    this.producedFiles.clear();
+    this.pendingImages = [];
+    for (const step of steps) {
+      if (step.status === 'failed') continue;
+      if (step.step_details.type === 'message_creation') {
+        this.pendingImages = [];
+        continue;
+      }
+      for (const call of step.step_details.tool_calls) {
+        if (call.type !== 'code_interpreter') continue;
+        for (const [path, fileId] of Object.entries(step.tool_state[call.id]?.files ?? {})) this.producedFiles.set(path, fileId);
+        for (const output of call.code_interpreter.outputs) if (output.type === 'image') this.pendingImages.push(output.image.file_id);
+      }
+    }
+  }
+
+  /** Links to made files completed by the text written since the last scan, recorded on the turn. */
+  private newFilePaths(turn: Turn, final: boolean): FilePathAnnotation[] {
+    if (this.producedFiles.size === 0) return [];
+    const { annotations, next } = findFilePaths(turn.text, turn.pathScanFrom, this.producedFiles, final);
+    turn.pathScanFrom = next;
+    turn.annotations.push(...annotations);
+    return annotations;
+  }
+
+  /** The files the thread's code sees: the assistant's and thread's code_interpreter files, and attachments for it. */
+  private async codeInputFiles(threadMessages: readonly MessageObject[]): Promise<(InputFile & { fileId: string })[]> {
+    const [assistant, thread] = await Promise.all([this.deps.storage.getAssistant(this.run.assistant_id), this.deps.storage.getThread(this.run.thread_id)]);
+    const ids = new Set<string>();
+    for (const resources of [assistant?.tool_resources, thread?.tool_resources]) {
+      for (const id of (resources as { code_interpreter?: { file_ids?: string[] } } | undefined)?.code_interpreter?.file_ids ?? []) ids.add(id);
+    }
+    for (const message of threadMessages) {
+      for (const attachment of message.attachments as { file_id: string; tools?: { type: string }[] }[]) {
+        if (attachment.tools?.some((tool) => tool.type === 'code_interpreter')) ids.add(attachment.file_id);
+      }
+    }
+    const taken = new Set<string>();
+    const inputs: (InputFile & { fileId: string })[] = [];
+    for (const id of ids) {
+      const stored = await this.deps.storage.files.getStoredFile(id);
+      if (!stored) continue; // deleted since: nothing to show
+      const blobs = this.deps.storage.blobs;
+      inputs.push({
+        fileId: id,
+        name: sandboxName(stored.file.filename, id, taken),
+        async read() {
+          const parts: Buffer[] = [];
+          for await (const chunk of blobs.get(stored.blobId)) parts.push(chunk as Buffer);
+          return Buffer.concat(parts);
+        },
+      });
+    }
+    return inputs;
+  }
+
+  /** A file the code made, stored as a File (purpose assistants_output). */
+  private async saveOutput(filename: string, source: AsyncIterable<Uint8Array>, mimeType: string | null): Promise<string | null> {
+    const maxBytes = this.deps.settings.maxUploadSizeMb * 1024 * 1024;
+    try {
+      const blob = await this.deps.storage.blobs.put(source, { maxBytes });
+      const file = await this.deps.storage.files.createFile({ filename, purpose: 'assistants_output', bytes: blob.bytes, blobId: blob.id, mimeType, expiresAt: null });
+      return file.id;
+    } catch (error) {
+      this.deps.log.warn({ err: error, runId: this.runId, filename }, 'code_interpreter: an output file could not be stored');
+      return null;
+    }
+  }
+
+  /** Answers a code_interpreter call: runs the code in the thread's kernel and shows what came out. */
+  private async runCode(turn: Turn, index: number, call: TurnCall) {
+    call.input = parseCode(call.arguments);
+    const service = this.deps.codeInterpreter;
+    const outputs: CodeOutput[] = [];
+    const files: { path: string; fileId: string }[] = [];
+    let error: { name: string } | null = null;
+    if (!service.pool) {
+      outputs.push({ type: 'logs', logs: service.unavailable ?? 'code_interpreter is not available on this server.' });
+      error = { name: 'Unavailable' };
+    } else {
+      const result = await service.pool.execute(this.run.thread_id, call.input, this.codeInputs, this.signal);
+      this.signal.throwIfAborted();
+      error = result.error;
+      if (result.logs !== '') outputs.push({ type: 'logs', logs: result.logs });
+      let shown = 0;
+      for (const image of result.images) {
+        const fileId = await this.saveOutput(`${call.id}-figure-${shown + 1}.png`, Readable.from([image]), 'image/png');
+        if (fileId) {
+          outputs.push({ type: 'image', image: { file_id: fileId } });
+          shown++;
+        }
+      }
+      for (const made of result.files) {
+        const info = await stat(made.hostPath).catch(() => undefined);
+        if (!info?.isFile()) continue;
+        const extension = made.path.split('.').pop()!.toLowerCase();
+        const fileId = await this.saveOutput(made.path, createReadStream(made.hostPath), MIME_TYPES[extension] ?? null);
+        if (!fileId) continue;
+        files.push({ path: made.path, fileId });
+        this.producedFiles.set(made.path, fileId);
+        // A saved image is shown too, unless the call already showed its figure.
+        if (shown === 0 && IMAGE_EXTENSIONS.test(made.path)) outputs.push({ type: 'image', image: { file_id: fileId } });
+      }
+    }
+    for (const output of outputs) if (output.type === 'image') this.pendingImages.push(output.image.file_id);
+    call.outputs = outputs;
+    call.files = Object.fromEntries(files.map((file) => [file.path, file.fileId]));
+    call.output = formatOutputs(outputs, files, error);
+    this.publishStepDelta(turn, { index, type: 'code_interpreter', code_interpreter: { outputs: outputs.map((output, position) => ({ index: position, ...output })) } });
   }
 
   /** Citations completed by the text written since the last scan, recorded on the turn. */
@@ -601,6 +808,7 @@ export class RunExecutor {
   private async answerToolCalls(turn: Turn, usage: Usage) {
     for (const [index, call] of [...turn.calls.entries()].sort(([a], [b]) => a - b)) {
       if (call.kind === 'file_search') await this.runSearch(turn, index, call);
+      if (call.kind === 'code_interpreter') await this.runCode(turn, index, call);
     }
     this.signal.throwIfAborted();
     const calls = this.stepCalls(turn);

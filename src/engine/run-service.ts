@@ -23,6 +23,7 @@ export interface RunServiceOptions {
   settings: AssistdSettings;
   log: EngineDeps['log'];
   vectorStores: EngineDeps['vectorStores'];
+  codeInterpreter: EngineDeps['codeInterpreter'];
   /** Converts a create-message request into what storage writes (shared with the messages route). */
   toNewMessage: (request: CreateMessage) => NewMessage;
 }
@@ -48,7 +49,7 @@ export class RunService {
   private closing = false;
 
   constructor(private readonly options: RunServiceOptions) {
-    this.deps = { storage: options.storage, models: options.models, bus: this.bus, settings: options.settings, log: options.log, vectorStores: options.vectorStores };
+    this.deps = { storage: options.storage, models: options.models, bus: this.bus, settings: options.settings, log: options.log, vectorStores: options.vectorStores, codeInterpreter: options.codeInterpreter };
   }
 
   private get storage() {

@@ -73,7 +73,7 @@ export function openApiDocument(routes: ReadonlySet<string>): () => unknown {
         description:
           `The ${operations} operations on ${Object.keys(paths).length} paths of OpenAI's Assistants API v2 (OpenAPI spec ${info.version}) ` +
           'that this server serves, with the schemas they use. Operations of the spec not listed here answer 404. ' +
-          'The code_interpreter and file_search tools are accepted but not run (the model is offered the function tools only).',
+          'file_search runs here over the vector stores; code_interpreter runs Python in a sandbox, one session per thread.',
         version: info.version,
         license: info.license,
       },

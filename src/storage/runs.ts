@@ -35,13 +35,18 @@ const JSON_COLUMNS = new Set([
   'step_details',
   'tool_state',
   'content',
+  'attachments',
 ]);
 
 /** What a built-in tool call was asked, kept beside its step (never on the wire). */
 export interface BuiltInCallState {
   arguments: string;
   /** The number its results are cited by (file_search). */
-  ordinal: number;
+  ordinal?: number;
+  /** What the model read back (code_interpreter). */
+  output?: string;
+  /** Files the code made, by path under /mnt/data (code_interpreter). */
+  files?: Record<string, string>;
 }
 
 /** A step as the prompt is rebuilt from it: which model call made it, and its built-in calls' state by call id. */
