@@ -216,6 +216,31 @@ describe('code_interpreter in runs', { skip }, () => {
   });
 });
 
+describe('hostile code through the server', { skip }, () => {
+  test('a fork bomb and a kernel killed mid-call end as error outputs of their calls; the runs complete, the server answers, and the next call on the thread runs', async () => {
+    const tag = script(
+      run('import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        break\nprint("bounded")'),
+      { text: 'one' },
+      run('import os, signal\nos.kill(os.getpid(), signal.SIGKILL)'),
+      (request) => ({ text: lastToolOutput(request) }),
+      run('print(6 * 7)'),
+      { text: 'three' },
+    );
+    const tutor = await assistant();
+    const thread = await server.client.beta.threads.create({ messages: [{ role: 'user', content: `Misbehave ${tag}` }] });
+    const results: Json[] = [];
+    for (let index = 0; index < 3; index++) {
+      results.push(await withTimeout(server.client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: tutor.id }, POLL), `run ${index}`));
+    }
+    assert.deepEqual(results.map((result) => result.status), ['completed', 'completed', 'completed']);
+    const outputs = await Promise.all(results.map(async (result) => (await steps(thread.id, result.id))[0].step_details.tool_calls[0].code_interpreter.outputs));
+    assert.match(outputs[0][0].logs, /bounded/);
+    assert.match(outputs[1][0].logs, /the Python session ended \(killed by SIGKILL\)/);
+    assert.deepEqual(outputs[2], [{ type: 'logs', logs: '42\n' }]);
+    assert.ok(Array.isArray((await server.client.beta.assistants.list()).data), 'the server answers');
+  });
+});
+
 describe('code_interpreter without a sandbox', () => {
   test('a server whose sandbox cannot start runs nothing: the call is a clear tool error the model reads, and the run completes', async () => {
     const broken = await startTestServer({ modelUrl: fake.url, config: { assistd_settings: { code_interpreter_python: '/nonexistent/python3' } } });

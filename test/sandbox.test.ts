@@ -57,9 +57,11 @@ describe('the sandbox contains hostile code', { skip, concurrency: false }, () =
   test('the server\'s environment and other processes are invisible', async () => {
     const result = await run(
       'import os\nprint(sorted(os.environ))\npids = [p for p in os.listdir("/proc") if p.isdigit()]\nprint(len(pids) <= 3, os.getuid(), os.getgid())\n' +
-        'import glob\nprint(any("ASSISTD" in open(f, "rb").read().decode("latin-1") for f in glob.glob("/proc/*/environ") if os.access(f, os.R_OK)))',
+        'import glob\nprint(any("ASSISTD" in open(f, "rb").read().decode("latin-1") for f in glob.glob("/proc/*/environ") if os.access(f, os.R_OK)))\n' +
+        'print(sorted(line.split(":")[0] + "=" + line.split()[1] for line in open("/proc/self/status") if line.startswith(("NoNewPrivs", "CapEff", "CapBnd"))))',
     );
-    const [names, ids, leaked] = result.logs.trim().split('\n');
+    const [names, ids, leaked, privileges] = result.logs.trim().split('\n');
+    assert.equal(privileges, "['CapBnd=0000000000000000', 'CapEff=0000000000000000', 'NoNewPrivs=1']", 'no capabilities, no new privileges');
     assert.ok(!names!.includes('ASSISTD_TEST_SECRET') && !names!.includes('DATABASE_URL'), names);
     assert.equal(ids, 'True 65534 65534', 'a pid namespace of its own; uid and gid nobody');
     assert.equal(leaked, 'False');
