@@ -171,7 +171,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       }
     });
     assistantRoutes(scope, options.storage, (model) => options.runs.assertModelRoutes(model), options.vectorStores);
-    threadRoutes(scope, options.storage, options.vectorStores);
+    threadRoutes(scope, options.storage, options.vectorStores, (threadId) => options.runs.threadDeleted(threadId));
     messageRoutes(scope, options.storage, options.vectorStores);
     runRoutes(scope, options.storage, options.runs, options.pollAfterMs, options.vectorStores);
     fileRoutes(scope, options.storage, options.maxUploadBytes);

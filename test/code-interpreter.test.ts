@@ -6,6 +6,7 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
 import { toFile } from 'openai';
 import { startFakeModel, type FakeModel, type FakeTurn, type RecordedRequest } from './helpers/fake-model.js';
 import { withTimeout } from './helpers/harness.js';
@@ -196,6 +197,12 @@ describe('code_interpreter in runs', { skip }, () => {
     assert.deepEqual([...png.subarray(0, 8)], [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a], 'a PNG signature');
     assert.ok(png.length > 5_000, `a real chart (${png.length} bytes)`);
     assert.equal((await server.client.files.retrieve(fileId)).purpose, 'assistants_output');
+
+    // Deleting the thread removes its session directory (its /mnt/data) on this server.
+    const sessionDir = server.codeInterpreter.pool!.sessionDir(thread.id);
+    assert.ok(existsSync(sessionDir));
+    await server.client.beta.threads.delete(thread.id);
+    assert.equal(existsSync(sessionDir), false);
   });
 
   test('tool_choice {type: "code_interpreter"} forces the code function; an exception is an error in the logs the model reads, and the kernel lives on', async () => {

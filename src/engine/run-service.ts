@@ -56,6 +56,11 @@ export class RunService {
     return this.options.storage;
   }
 
+  /** A thread was deleted: its code_interpreter kernel on this process stops and its /mnt/data goes. */
+  async threadDeleted(threadId: string): Promise<void> {
+    await this.deps.codeInterpreter.pool?.dropThread(threadId).catch((error: unknown) => this.deps.log.warn({ err: error, threadId }, 'removing a deleted thread\'s code session failed'));
+  }
+
   /** Rejects a model name no deployment serves, naming it, as a 400 on `param`. */
   assertModelRoutes(model: string, param = 'model') {
     if (!this.options.models.has(model)) {

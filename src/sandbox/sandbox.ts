@@ -385,7 +385,8 @@ export class KernelPool {
     return [...this.kernels.values()].filter((kernel) => kernel.isAlive).length;
   }
 
-  private sessionDir(threadId: string) {
+  /** The host directory that is the thread's /mnt data. */
+  sessionDir(threadId: string) {
     return join(this.sessionsDir, createHash('sha256').update(threadId).digest('hex').slice(0, 32));
   }
 

@@ -8,7 +8,7 @@ import type { VectorStoreService } from '../../ingest/vector-store-service.js';
 
 type Params = { thread_id: string };
 
-export function threadRoutes(app: FastifyInstance, storage: Storage, vectorStores: VectorStoreService) {
+export function threadRoutes(app: FastifyInstance, storage: Storage, vectorStores: VectorStoreService, onDeleted: (threadId: string) => Promise<void> = async () => {}) {
   app.post('/threads', async (request) => {
     const body = parseOrThrow(createThreadSchema, request.body);
     await rejectUnknownFiles(storage.files, body.messages ?? [], 'messages');
@@ -37,6 +37,7 @@ export function threadRoutes(app: FastifyInstance, storage: Storage, vectorStore
   app.delete<{ Params: Params }>('/threads/:thread_id', async (request) => {
     const id = request.params.thread_id;
     if (!(await storage.deleteThread(id))) throw notFound('thread', id);
+    await onDeleted(id);
     return { id, object: 'thread.deleted', deleted: true };
   });
 }
