@@ -115,9 +115,11 @@ export class IngestionService {
   private async extendLeases(): Promise<void> {
     if (this.working.size === 0) return;
     try {
-      const held = await this.stores.extendLeases(this.owner, [...this.working.values()].map((work) => work.file), LEASE_MS);
+      // Only the files asked about can be found no longer held: one claimed while the query ran is not among them.
+      const asked = [...this.working.entries()];
+      const held = await this.stores.extendLeases(this.owner, asked.map(([, work]) => work.file), LEASE_MS);
       // A file cancelled, removed or taken over meanwhile: its work stops.
-      for (const [key, work] of this.working) if (!held.has(key)) work.controller.abort(new Error('no longer held'));
+      for (const [key, work] of asked) if (!held.has(key) && this.working.get(key) === work) work.controller.abort(new Error('no longer held'));
     } catch (error) {
       this.deps.log.warn({ err: error }, 'extending ingestion leases failed; retrying');
     }
@@ -157,7 +159,8 @@ export class IngestionService {
     } catch (error) {
       if (signal.aborted) {
         // Cancelled or taken from us, or the process is stopping: whoever holds it next decides.
-        if (this.closing) await this.stores.releaseFile(this.owner, file, 0).catch(() => {});
+        // (A lease still ours, when we were wrong to stop, is let go rather than left to lapse.)
+        await this.stores.releaseFile(this.owner, file, 0).catch(() => {});
         return;
       }
       if (error instanceof FileParseError) return await this.stores.failFile(this.owner, file, { code: error.code, message: error.message });

@@ -393,6 +393,9 @@ export class VectorStoreRepository {
         [file.vectorStoreId, file.fileId, owner],
       );
       if (rows.length === 0) return false;
+      // Not waiting for the WAL flush: a completion lost to a crash leaves the file in progress under
+      // a lapsing lease, and it is indexed again (this transaction replaces its chunks whole).
+      await tx.query('SET LOCAL synchronous_commit = off');
       await tx.query('DELETE FROM chunks WHERE vector_store_id = $1 AND file_id = $2', [file.vectorStoreId, file.fileId]);
       // A thousand rows a statement, as arrays: one statement text however many rows (prepared once).
       for (let start = 0; start < result.chunks.length; start += CHUNK_INSERT_BATCH) {
