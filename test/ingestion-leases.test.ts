@@ -69,4 +69,5 @@ test('a file claimed while a heartbeat is in flight keeps its work when the hear
   await service.idle();
   assert.deepEqual(completed.sort(), ['file_a', 'file_x']);
   assert.deepEqual([failed, released], [[], []]);
+  await service.close();
 });

@@ -5,9 +5,10 @@ import type { ModelRegistry } from '../providers/registry.js';
 import { ProviderError } from '../providers/types.js';
 import type { Storage } from '../storage/index.js';
 import type { PendingFile } from '../storage/vector-stores.js';
-import { AUTO_CHUNKING, chunkText } from './chunk.js';
+import { AUTO_CHUNKING } from './chunk.js';
+import { ParserPool } from './parser-pool.js';
 import { embedAll } from './embed.js';
-import { extractText, FileParseError } from './parse.js';
+import { FileParseError } from './parse.js';
 import { ensureVectorIndex } from './search.js';
 
 // As a run's: another process takes a dead one's file up 15 s after its last heartbeat.
@@ -41,6 +42,7 @@ export class IngestionService {
   readonly owner = randomUUID();
   private readonly working = new Map<string, { file: PendingFile; controller: AbortController; done: Promise<void> }>();
   private readonly gate = new Semaphore(CONCURRENT_EMBEDDINGS);
+  private readonly parsers = new ParserPool();
   private timer: NodeJS.Timeout | undefined;
   private heartbeat: NodeJS.Timeout | undefined;
   private polling = false;
@@ -132,9 +134,11 @@ export class IngestionService {
       if (!stored) return await this.stores.failFile(this.owner, file, { code: 'invalid_file', message: 'The file no longer exists.' });
       const parts: Buffer[] = [];
       for await (const chunk of storage.blobs.get(stored.blobId)) parts.push(chunk as Buffer);
-      const text = await extractText(Buffer.concat(parts), stored.file.filename);
       const strategy = file.chunkingStrategy.type === 'static' ? file.chunkingStrategy.static : { max_chunk_size_tokens: AUTO_CHUNKING.maxTokens, chunk_overlap_tokens: AUTO_CHUNKING.overlapTokens };
-      const { chunks, tokens } = chunkText(text, { maxTokens: strategy.max_chunk_size_tokens, overlapTokens: strategy.chunk_overlap_tokens });
+      const { text, chunks, tokens } = await this.parsers.parse(Buffer.concat(parts), stored.file.filename, {
+        maxTokens: strategy.max_chunk_size_tokens,
+        overlapTokens: strategy.chunk_overlap_tokens,
+      });
       const texts = chunks.map((chunk) => chunk.text);
       if (tokens > MAX_FILE_TOKENS) {
         return await this.stores.failFile(this.owner, file, { code: 'invalid_file', message: `The file holds more than ${MAX_FILE_TOKENS.toLocaleString('en')} tokens of text, the most a vector store file may.` });
@@ -182,5 +186,6 @@ export class IngestionService {
     if (this.heartbeat) clearInterval(this.heartbeat);
     for (const work of this.working.values()) work.controller.abort(new Error('shutting down'));
     await this.idle();
+    await this.parsers.close();
   }
 }
