@@ -44,6 +44,7 @@ import type { CodeInterpreter, InputFile } from '../sandbox/sandbox.js';
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { Readable } from 'node:stream';
+import { buffer } from 'node:stream/consumers';
 import type { PromptStep } from '../storage/runs.js';
 import { CompletionBudget, completionTokens } from './completion-budget.js';
 import type { RunEventBus } from './events.js';
@@ -700,11 +701,7 @@ export class RunExecutor {
       inputs.push({
         fileId: id,
         name: sandboxName(stored.file.filename, id, taken),
-        async read() {
-          const parts: Buffer[] = [];
-          for await (const chunk of blobs.get(stored.blobId)) parts.push(chunk as Buffer);
-          return Buffer.concat(parts);
-        },
+        read: () => buffer(blobs.get(stored.blobId)),
       });
     }
     return inputs;

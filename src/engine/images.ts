@@ -1,3 +1,4 @@
+import { buffer } from 'node:stream/consumers';
 import type { Storage } from '../storage/index.js';
 
 /** Vision models take images up to this size (OpenAI's limit); larger image files are left out. */
@@ -24,9 +25,7 @@ export async function imageDataUrls(storage: Pick<Storage, 'files' | 'blobs'>, i
       cache.set(id, null);
       continue;
     }
-    const chunks: Buffer[] = [];
-    for await (const chunk of storage.blobs.get(stored.blobId)) chunks.push(chunk as Buffer);
-    const bytes = Buffer.concat(chunks);
+    const bytes = await buffer(storage.blobs.get(stored.blobId));
     const type = imageType(bytes) ?? (stored.mimeType?.startsWith('image/') ? stored.mimeType : undefined);
     cache.set(id, type ? `data:${type};base64,${bytes.toString('base64')}` : null);
   }

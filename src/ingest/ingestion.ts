@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { buffer } from 'node:stream/consumers';
 import type { AssistdSettings } from '../config.js';
 import { Semaphore } from '../async.js';
 import type { ModelRegistry } from '../providers/registry.js';
@@ -132,10 +133,8 @@ export class IngestionService {
     try {
       const stored = await storage.files.getStoredFile(file.fileId);
       if (!stored) return await this.stores.failFile(this.owner, file, { code: 'invalid_file', message: 'The file no longer exists.' });
-      const parts: Buffer[] = [];
-      for await (const chunk of storage.blobs.get(stored.blobId)) parts.push(chunk as Buffer);
       const strategy = file.chunkingStrategy.type === 'static' ? file.chunkingStrategy.static : { max_chunk_size_tokens: AUTO_CHUNKING.maxTokens, chunk_overlap_tokens: AUTO_CHUNKING.overlapTokens };
-      const { text, chunks, tokens } = await this.parsers.parse(Buffer.concat(parts), stored.file.filename, {
+      const { text, chunks, tokens } = await this.parsers.parse(await buffer(storage.blobs.get(stored.blobId)), stored.file.filename, {
         maxTokens: strategy.max_chunk_size_tokens,
         overlapTokens: strategy.chunk_overlap_tokens,
       });

@@ -4,11 +4,10 @@
  * serves while files are indexed.
  */
 import { parentPort } from 'node:worker_threads';
-import { chunkText } from './chunk.js';
+import { chunkText, type Chunk } from './chunk.js';
 import { extractText, FileParseError } from './parse.js';
 
 export interface ParseRequest {
-  id: number;
   bytes: Uint8Array;
   filename: string;
   maxTokens: number;
@@ -16,18 +15,17 @@ export interface ParseRequest {
 }
 
 export type ParseReply =
-  | { id: number; ok: true; text: string; chunks: { text: string; own: { from: number; length: number } }[]; tokens: number }
-  | { id: number; ok: false; parseError: { code: FileParseError['code']; message: string } | null; message: string };
+  | { ok: true; text: string; chunks: Chunk[]; tokens: number }
+  | { ok: false; parseError: { code: FileParseError['code']; message: string } | null; message: string };
 
 parentPort?.on('message', async (request: ParseRequest) => {
   let reply: ParseReply;
   try {
     const text = await extractText(Buffer.from(request.bytes.buffer, request.bytes.byteOffset, request.bytes.byteLength), request.filename);
     const { chunks, tokens } = chunkText(text, { maxTokens: request.maxTokens, overlapTokens: request.overlapTokens });
-    reply = { id: request.id, ok: true, text, chunks, tokens };
+    reply = { ok: true, text, chunks, tokens };
   } catch (error) {
     reply = {
-      id: request.id,
       ok: false,
       parseError: error instanceof FileParseError ? { code: error.code, message: error.message } : null,
       message: error instanceof Error ? error.message : String(error),

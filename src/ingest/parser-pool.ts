@@ -13,9 +13,8 @@ const WORKER_URL = new URL('./parse-worker.js', import.meta.url);
 export class ParserPool {
   private readonly idle: Worker[] = [];
   private readonly all = new Set<Worker>();
-  private readonly queue: { request: Omit<ParseRequest, 'id'>; resolve: (reply: ParseReply) => void }[] = [];
+  private readonly queue: { request: ParseRequest; resolve: (reply: ParseReply) => void }[] = [];
   private readonly waiting = new Map<Worker, (reply: ParseReply) => void>();
-  private nextId = 0;
   private closed = false;
 
   constructor(private readonly size = Math.max(1, Math.min(4, availableParallelism() - 1))) {}
@@ -36,9 +35,9 @@ export class ParserPool {
       const worker = this.idle.pop() ?? (this.all.size < this.size ? this.spawn() : undefined);
       if (!worker) return;
       const { request, resolve } = this.queue.shift()!;
-      const id = this.nextId++;
+      // One file per worker at a time: its next reply is this file's.
       this.waiting.set(worker, resolve);
-      worker.postMessage({ ...request, id } satisfies ParseRequest);
+      worker.postMessage(request);
     }
   }
 
@@ -59,7 +58,7 @@ export class ParserPool {
       if (at >= 0) this.idle.splice(at, 1);
       const resolve = this.waiting.get(worker);
       this.waiting.delete(worker);
-      resolve?.({ id: -1, ok: false, parseError: null, message });
+      resolve?.({ ok: false, parseError: null, message });
       this.dispatch();
     };
     worker.on('error', (error) => gone(`the parser failed: ${error.message}`));
