@@ -329,7 +329,8 @@ export class RunExecutor {
       const runMessages = new Map((await this.runs.getMessagesByIds(runMessageIds)).map((message) => [message.id, message]));
       const tools = chatTools(this.run, this.fileSearch !== null, this.codeInterpreter);
       const threadMessages = await this.runs.threadMessagesForPrompt(this.run.thread_id, this.runId);
-      if (this.codeInterpreter) this.codeInputs = await this.codeInputFiles(threadMessages);
+      // Read once a pass: no message joins the thread while its run is active.
+      if (this.codeInterpreter && guard === 0) this.codeInputs = await this.codeInputFiles(threadMessages);
       const toolInstructions = [
         this.fileSearch ? FILE_SEARCH_INSTRUCTIONS : null,
         this.codeInterpreter ? codeInterpreterInstructions(this.codeInputs.map((input) => input.name)) : null,
@@ -682,11 +683,8 @@ export class RunExecutor {
 
   /** The files the thread's code sees: the assistant's and thread's code_interpreter files, and attachments for it. */
   private async codeInputFiles(threadMessages: readonly MessageObject[]): Promise<(InputFile & { fileId: string })[]> {
-    const [assistant, thread] = await Promise.all([this.deps.storage.getAssistant(this.run.assistant_id), this.deps.storage.getThread(this.run.thread_id)]);
     const ids = new Set<string>();
-    for (const resources of [assistant?.tool_resources, thread?.tool_resources]) {
-      for (const id of (resources as { code_interpreter?: { file_ids?: string[] } } | undefined)?.code_interpreter?.file_ids ?? []) ids.add(id);
-    }
+    for (const resources of await this.toolResources()) for (const id of resources?.code_interpreter?.file_ids ?? []) ids.add(id);
     for (const message of threadMessages) {
       for (const attachment of message.attachments as { file_id: string; tools?: { type: string }[] }[]) {
         if (attachment.tools?.some((tool) => tool.type === 'code_interpreter')) ids.add(attachment.file_id);
@@ -750,12 +748,11 @@ export class RunExecutor {
         const fileId = await this.saveOutput(made.path, createReadStream(made.hostPath), MIME_TYPES[extension] ?? null);
         if (!fileId) continue;
         files.push({ path: made.path, fileId });
-        this.producedFiles.set(made.path, fileId);
         // A saved image is shown too, unless the call already showed its figure.
         if (shown === 0 && IMAGE_EXTENSIONS.test(made.path)) outputs.push({ type: 'image', image: { file_id: fileId } });
       }
     }
-    for (const output of outputs) if (output.type === 'image') this.pendingImages.push(output.image.file_id);
+    // The files and images reach the next turn's links and message through the step (rememberCode).
     call.outputs = outputs;
     call.files = Object.fromEntries(files.map((file) => [file.path, file.fileId]));
     call.output = formatOutputs(outputs, files, error);
@@ -771,13 +768,17 @@ export class RunExecutor {
     return citations;
   }
 
+  /** The assistant's and the thread's tool_resources, as they are now. */
+  private async toolResources() {
+    const [assistant, thread] = await Promise.all([this.deps.storage.getAssistant(this.run.assistant_id), this.deps.storage.getThread(this.run.thread_id)]);
+    type Resources = { file_search?: { vector_store_ids?: string[] }; code_interpreter?: { file_ids?: string[] } } | undefined;
+    return [assistant?.tool_resources as Resources, thread?.tool_resources as Resources];
+  }
+
   /** The stores a search looks in: the assistant's and the thread's (which holds files attached to messages). */
   private async searchScope() {
-    const [assistant, thread] = await Promise.all([this.deps.storage.getAssistant(this.run.assistant_id), this.deps.storage.getThread(this.run.thread_id)]);
     const ids = new Set<string>();
-    for (const resources of [assistant?.tool_resources, thread?.tool_resources]) {
-      for (const id of (resources as { file_search?: { vector_store_ids?: string[] } } | undefined)?.file_search?.vector_store_ids ?? []) ids.add(id);
-    }
+    for (const resources of await this.toolResources()) for (const id of resources?.file_search?.vector_store_ids ?? []) ids.add(id);
     return [...(await this.deps.storage.vectorStores.getStores([...ids])).values()];
   }
 
