@@ -21,8 +21,8 @@ function vectorExpression(dimensions: number): { column: string; cast: string; o
 
 /**
  * A denser graph than pgvector's defaults (ef_construction 64), and a wider search (ef_search 40):
- * measured by bench/file-search, they take recall@10 against exact search past 0.95 for a
- * millisecond or two.
+ * bench/file-search measured recall@10 against exact search of 0.943–0.952 at 10,000 chunks and
+ * about 0.61 at 100,000 (the fake model's near-random vectors), for a millisecond or two.
  */
 const HNSW_BUILD = 'WITH (m = 16, ef_construction = 128)';
 const EF_SEARCH = 200;
