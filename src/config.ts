@@ -24,9 +24,32 @@ export interface Config {
   databaseUrl: string | null;
   maxRequestBytes: number;
   settings: AssistdSettings;
+  /** LiteLLM's `router_settings` and `litellm_settings` routing keys. */
+  router: RouterSettings;
+  /** `assistant_settings`: forward every Assistants route to this upstream instead of running it here. */
+  passthrough: PassthroughSettings | null;
   /** Config keys that were read but are not used, by key path. */
   ignoredKeys: string[];
   source: string | null;
+}
+
+/** How several deployments of one model_name share the load, and what happens when one fails. */
+export interface RouterSettings {
+  /** LiteLLM's `routing_strategy`: `simple-shuffle` (by weight, the default) or `least-busy`. */
+  routingStrategy: 'simple-shuffle' | 'least-busy';
+  /** `fallbacks: [{gpt-4o: [claude-3-5-sonnet]}]`: model_names tried in order when one fails. */
+  fallbacks: Record<string, string[]>;
+  /** A deployment that failed with a retryable error is skipped this long while others are free. */
+  cooldownSeconds: number;
+  /** Parameters a provider lacks are dropped instead of failing the run. */
+  dropParams: boolean;
+}
+
+export interface PassthroughSettings {
+  provider: 'openai' | 'azure';
+  apiBase: string;
+  apiKey: string | null;
+  apiVersion: string | null;
 }
 
 /** assistd's own knobs (`assistd_settings:`), each with a default. */
@@ -197,6 +220,18 @@ const KNOWN_LITELLM_PARAMS = new Set([
   'max_retries',
   'extra_headers',
   'organization',
+  // routing (LiteLLM's router): load share and limits per deployment
+  'rpm',
+  'tpm',
+  'weight',
+  'drop_params',
+  // Anthropic requires max_tokens; LiteLLM lets a deployment set it
+  'max_tokens',
+  // AWS Bedrock
+  'aws_access_key_id',
+  'aws_secret_access_key',
+  'aws_session_token',
+  'aws_region_name',
 ]);
 const USED_GENERAL_SETTINGS = new Set(['master_key', 'database_url', 'max_request_size_mb']);
 
@@ -244,13 +279,91 @@ function parseModelList(value: unknown, ignored: string[]): ModelDeployment[] {
   });
 }
 
+const TOP_LEVEL_KEYS = new Set(['model_list', 'general_settings', 'assistd_settings', 'router_settings', 'litellm_settings', 'assistant_settings']);
+const ROUTING_STRATEGIES = ['simple-shuffle', 'least-busy'] as const;
+// LiteLLM's default cooldown after a deployment fails.
+const DEFAULT_COOLDOWN_SECONDS = 5;
+
+function parseFallbacks(value: unknown, path: string): Record<string, string[]> {
+  if (value === undefined || value === null) return {};
+  if (!Array.isArray(value)) throw new ConfigError(path, 'expected a list such as [{"gpt-4o": ["claude-3-5-sonnet"]}]');
+  const fallbacks: Record<string, string[]> = {};
+  value.forEach((entry, index) => {
+    if (!isRecord(entry)) throw new ConfigError(`${path}[${index}]`, 'expected a mapping of model_name to a list of model_names');
+    for (const [name, targets] of Object.entries(entry)) {
+      const list = typeof targets === 'string' ? [targets] : targets;
+      if (!Array.isArray(list) || !list.every((item) => typeof item === 'string' && item !== '')) {
+        throw new ConfigError(`${path}[${index}].${name}`, 'expected a list of model_names');
+      }
+      fallbacks[name] = [...(fallbacks[name] ?? []), ...(list as string[])];
+    }
+  });
+  return fallbacks;
+}
+
+/** `router_settings` and `litellm_settings` both carry routing keys in LiteLLM's configs; the router's win. */
+function parseRouter(routerValue: unknown, litellmValue: unknown, ignored: string[]): RouterSettings {
+  const router: RouterSettings = { routingStrategy: 'simple-shuffle', fallbacks: {}, cooldownSeconds: DEFAULT_COOLDOWN_SECONDS, dropParams: false };
+  const sections: [string, unknown][] = [
+    ['litellm_settings', litellmValue],
+    ['router_settings', routerValue],
+  ];
+  for (const [section, value] of sections) {
+    if (value === undefined || value === null) continue;
+    if (!isRecord(value)) throw new ConfigError(section, 'expected a mapping');
+    for (const [key, raw] of Object.entries(value)) {
+      const path = `${section}.${key}`;
+      if (key === 'routing_strategy') {
+        if (!ROUTING_STRATEGIES.includes(raw as (typeof ROUTING_STRATEGIES)[number])) throw new ConfigError(path, `expected one of ${ROUTING_STRATEGIES.join(', ')}`);
+        router.routingStrategy = raw as RouterSettings['routingStrategy'];
+      } else if (key === 'fallbacks') {
+        router.fallbacks = { ...router.fallbacks, ...parseFallbacks(raw, path) };
+      } else if (key === 'cooldown_time') {
+        const number = Number(raw);
+        if (raw === null || raw === '' || !Number.isFinite(number) || number < 0) throw new ConfigError(path, 'expected a non-negative number of seconds');
+        router.cooldownSeconds = number;
+      } else if (key === 'drop_params') {
+        if (typeof raw !== 'boolean') throw new ConfigError(path, 'expected true or false');
+        router.dropParams = raw;
+      } else {
+        ignored.push(path);
+      }
+    }
+  }
+  return router;
+}
+
+function parsePassthrough(value: unknown, ignored: string[]): PassthroughSettings | null {
+  if (value === undefined || value === null) return null;
+  if (!isRecord(value)) throw new ConfigError('assistant_settings', 'expected a mapping with custom_llm_provider and litellm_params');
+  for (const key of Object.keys(value)) {
+    if (key !== 'custom_llm_provider' && key !== 'litellm_params') ignored.push(`assistant_settings.${key}`);
+  }
+  const provider = value.custom_llm_provider ?? 'openai';
+  if (provider !== 'openai' && provider !== 'azure') throw new ConfigError('assistant_settings.custom_llm_provider', 'expected openai or azure');
+  const params = value.litellm_params ?? {};
+  if (!isRecord(params)) throw new ConfigError('assistant_settings.litellm_params', 'expected a mapping');
+  for (const key of Object.keys(params)) {
+    if (!['api_base', 'api_key', 'api_version'].includes(key)) ignored.push(`assistant_settings.litellm_params.${key}`);
+  }
+  const path = 'assistant_settings.litellm_params';
+  const apiBase = optionalString(params, 'api_base', path) ?? (provider === 'openai' ? 'https://api.openai.com/v1' : null);
+  if (apiBase === null) throw new ConfigError(`${path}.api_base`, 'required for custom_llm_provider azure');
+  try {
+    new URL(apiBase);
+  } catch {
+    throw new ConfigError(`${path}.api_base`, `not a URL: ${apiBase}`);
+  }
+  return { provider, apiBase, apiKey: optionalString(params, 'api_key', path), apiVersion: optionalString(params, 'api_version', path) };
+}
+
 /** Parse a LiteLLM-compatible config document (already loaded from YAML). */
 export function parseConfig(document: unknown, env: Env = process.env, source: string | null = null): Config {
   if (document === undefined || document === null) document = {};
   if (!isRecord(document)) throw new ConfigError('', 'the config file must be a YAML mapping');
   const ignoredKeys: string[] = [];
   for (const key of Object.keys(document)) {
-    if (key !== 'model_list' && key !== 'general_settings' && key !== 'assistd_settings') ignoredKeys.push(key);
+    if (!TOP_LEVEL_KEYS.has(key)) ignoredKeys.push(key);
   }
   // Secrets are resolved only in the sections assistd reads: an unset variable named by an
   // ignored LiteLLM setting must not stop the start.
@@ -279,6 +392,8 @@ export function parseConfig(document: unknown, env: Env = process.env, source: s
     databaseUrl,
     maxRequestBytes: Math.floor(maxRequestMb * 1024 * 1024),
     settings: parseSettings(resolveSecrets(document.assistd_settings, 'assistd_settings', env), ignoredKeys),
+    router: parseRouter(resolveSecrets(document.router_settings, 'router_settings', env), resolveSecrets(document.litellm_settings, 'litellm_settings', env), ignoredKeys),
+    passthrough: parsePassthrough(resolveSecrets(document.assistant_settings, 'assistant_settings', env), ignoredKeys),
     ignoredKeys,
     source,
   };
