@@ -21,6 +21,10 @@ Environment:
   OPENAI_API_KEY      with no config file: route every model name to OpenAI with this key
   OPENAI_BASE_URL     with no config file: route every model name to this OpenAI-compatible server
                       instead (Ollama: http://127.0.0.1:11434/v1, vLLM: http://127.0.0.1:8000/v1)
+  ANTHROPIC_API_KEY, GEMINI_API_KEY, MISTRAL_API_KEY, AZURE_API_KEY (+ AZURE_API_BASE, AZURE_API_VERSION),
+  AWS_ACCESS_KEY_ID (+ AWS_SECRET_ACCESS_KEY, AWS_REGION_NAME), GROQ_API_KEY, ...
+                      route model names with that provider's prefix (anthropic/claude-3-5-haiku-latest)
+                      to it, as LiteLLM does; ollama/<name> goes to OLLAMA_API_BASE or 127.0.0.1:11434
   ASSISTD_MASTER_KEY  the key clients must send (when the config sets no general_settings.master_key)
   DATABASE_URL        a PostgreSQL server (with pgvector) instead of the embedded store
   ASSISTD_DATA_DIR    the embedded storage directory, when --data-dir is not given
@@ -28,7 +32,8 @@ Environment:
 
 const NO_MODELS =
   'models: none configured, so every run would fail with model_not_found. Next: set OPENAI_API_KEY (OpenAI), ' +
-  'or OPENAI_BASE_URL (an OpenAI-compatible server such as Ollama or vLLM), or pass --config FILE with a model_list; ' +
+  'or OPENAI_BASE_URL (an OpenAI-compatible server such as Ollama or vLLM), or a provider key such as ANTHROPIC_API_KEY ' +
+  'and name models with its prefix (anthropic/claude-3-5-haiku-latest; ollama/llama3.2 reaches a local Ollama with no key), or pass --config FILE with a model_list; ' +
   'see "Models" in the README';
 
 function version(): string {
@@ -107,8 +112,11 @@ async function serve(argv: string[]) {
   log(listeningLine(server.url, host, server.port));
   log(`storage: ${server.storage.description}`);
   const routes = server.models.describe();
-  if (routes.length === 0) log(NO_MODELS);
+  const byPrefix = server.models.environmentProviders;
+  // Ollama is always reachable by prefix (it needs no key), yet a server with nothing else has no model to speak of.
+  if (routes.length === 0 && byPrefix.every((line) => line.startsWith('ollama/'))) log(NO_MODELS);
   for (const route of routes) log(`model: ${route}`);
+  if (byPrefix.length > 0) log(`models by provider prefix, with no model_list entry: ${byPrefix.join(', ')}`);
   const embedding = server.models.embedding;
   log(
     embedding

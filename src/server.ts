@@ -65,8 +65,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     progress: options.progress,
   });
   const settings = options.config.settings;
-  const models = new ModelRegistry(options.config.modelList, settings);
   const runLog = runLogger(options.logger);
+  const models = new ModelRegistry(options.config.modelList, settings, process.env, options.config.router, (message) => runLog.warn(message));
   const ingestion = new IngestionService({ storage, models, settings, log: runLog });
   const vectorStores = new VectorStoreService({ storage, models, settings, ingestion });
   const codeInterpreter = await CodeInterpreter.start(settings.codeInterpreter, options.dataDir, runLog);

@@ -171,13 +171,17 @@ describe('assistd serve (the real CLI in a child process)', { concurrency: 2 }, 
   - model_name: claude
     litellm_params:
       model: anthropic/claude-3-5-sonnet
+      api_key: os.environ/UPSTREAM_KEY
+  - model_name: palm
+    litellm_params:
+      model: sagemaker/palm-2
 general_settings:
   master_key: os.environ/CLI_MK
   `,
       );
       const server = await serve(['--config', config, '--data-dir', dir], {
         env: assistdEnv({ UPSTREAM_KEY, CLI_MK: MASTER_KEY }),
-        models: 2,
+        models: 3,
       });
       const { cli } = server;
       try {
@@ -188,12 +192,13 @@ general_settings:
         assert.match(cli.stdout, new RegExp(`^assistd: storage: embedded PGlite in ${escape(dir)}$`, 'm'));
         assert.match(cli.stdout, /^assistd: model: gpt-4o -> openai\/gpt-4o at http:\/\/127\.0\.0\.1:9\/v1$/m);
         assert.match(cli.stdout, /^assistd: model: llama -> hosted_vllm\/meta-llama\/Llama-3.1-8B-Instruct at http:\/\/127\.0\.0\.1:8000\/v1$/m);
-        // A provider that is not served yet is named in a warning, not silently routed.
-        assert.match(cli.stderr, /model_list\[2\] \(claude\): provider 'anthropic' is not supported yet/);
+        assert.match(cli.stdout, /^assistd: model: claude -> anthropic\/claude-3-5-sonnet at https:\/\/api\.anthropic\.com\/v1$/m);
+        // A provider that is not served is named in a warning, not silently routed.
+        assert.match(cli.stderr, /model_list\[3\] \(palm\): provider 'sagemaker' is not supported/);
         assert.doesNotMatch(cli.stdout, /models: none configured/);
         assert.deepEqual(
           warningLines(cli),
-          ["assistd: warning: model_list[2] (claude): provider 'anthropic' is not supported yet; requests for it get 400"],
+          [warningLines(cli).find((line) => line.startsWith("assistd: warning: model_list[3] (palm): provider 'sagemaker' is not supported (supported: openai, azure,")) ?? 'missing'],
           'with a master key and only known keys, the one warning is the unsupported provider',
         );
 
@@ -333,8 +338,10 @@ general_settings:
   alerting: ["slack"]
 litellm_settings:
   drop_params: true
+  success_callback: ["langfuse"]
 router_settings:
   routing_strategy: simple-shuffle
+  enable_pre_call_checks: true
   `,
       );
       const { cli, url } = await serve(['--config', config, '--data-dir', dir], {
@@ -344,7 +351,7 @@ router_settings:
       try {
         const warnings = warningLines(cli);
         assert.equal(warnings.length, 1, cli.describe());
-        for (const key of ['litellm_settings', 'router_settings', 'general_settings.alerting', 'model_list[0].model_info']) {
+        for (const key of ['litellm_settings.success_callback', 'router_settings.enable_pre_call_checks', 'general_settings.alerting', 'model_list[0].model_info']) {
           assert.ok(warnings[0]!.includes(key), `warning should list ${key}: ${warnings[0]}`);
         }
         assert.equal(cli.stderr.trim().split('\n').length, 1, `nothing else on stderr:\n${cli.stderr}`);

@@ -109,10 +109,13 @@ function checkLiteLlmConfig(config: Config) {
   assert.deepEqual(
     [...config.ignoredKeys].sort(),
     // model_info.mode is read (embedding models are found by it); its other keys are not.
-    ['general_settings.alerting', 'litellm_settings', 'model_list[0].model_info.id', 'router_settings'].sort(),
+    ['general_settings.alerting', 'litellm_settings.success_callback', 'model_list[0].model_info.id'].sort(),
   );
   // exactly those four, each once
-  assert.equal(config.ignoredKeys.length, 4);
+  assert.equal(config.ignoredKeys.length, 3);
+  // LiteLLM's routing keys are read, from either section
+  assert.equal(config.router.dropParams, true);
+  assert.equal(config.router.routingStrategy, 'simple-shuffle');
 }
 
 describe('parseConfig / loadConfig with a LiteLLM config', () => {
@@ -162,7 +165,7 @@ describe('parseConfig / loadConfig with a LiteLLM config', () => {
       },
       {},
     );
-    assert.deepEqual(config.ignoredKeys, ['model_list[0].litellm_params.rpm']);
+    assert.deepEqual(config.ignoredKeys, []);
   });
 
   test('a config with only used keys has no ignored keys', () => {

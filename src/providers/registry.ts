@@ -1,41 +1,61 @@
-import type { AssistdSettings, ModelDeployment } from '../config.js';
+import { createAmazonBedrock } from '@ai-sdk/amazon-bedrock';
+import { createAnthropic } from '@ai-sdk/anthropic';
+import { createGoogleGenerativeAI } from '@ai-sdk/google';
+import { createMistral } from '@ai-sdk/mistral';
+import type { EmbeddingModelV3, LanguageModelV3 } from '@ai-sdk/provider';
+import type { AssistdSettings, ModelDeployment, RouterSettings } from '../config.js';
+import { createAiSdkEmbeddings, createAiSdkModel, timedFetch, type ProviderAbilities } from './ai-sdk.js';
 import { createOpenAICompatibleEmbeddings, createOpenAICompatibleModel } from './openai-compatible.js';
-import type { EmbeddingModel, LanguageModel } from './types.js';
+import { Router, type Deployment } from './router.js';
+import { ProviderError, type EmbeddingModel, type LanguageModel } from './types.js';
 import { redactUrl } from '../redact.js';
 
 type Env = Record<string, string | undefined>;
 
-/** Providers that speak OpenAI's chat completions, with the base URL LiteLLM assumes for each. */
-const OPENAI_COMPATIBLE: Record<string, string | null> = {
-  openai: 'https://api.openai.com/v1',
-  azure: null,
-  hosted_vllm: null,
-  openai_like: null,
-  custom_openai: null,
-  text_completion_openai: null,
-  lm_studio: 'http://127.0.0.1:1234/v1',
-  ollama: 'http://127.0.0.1:11434/v1',
-  ollama_chat: 'http://127.0.0.1:11434/v1',
-  deepseek: 'https://api.deepseek.com/v1',
-  groq: 'https://api.groq.com/openai/v1',
-  mistral: 'https://api.mistral.ai/v1',
-  openrouter: 'https://openrouter.ai/api/v1',
-  together_ai: 'https://api.together.xyz/v1',
-  fireworks_ai: 'https://api.fireworks.ai/inference/v1',
-  xai: 'https://api.x.ai/v1',
-  perplexity: 'https://api.perplexity.ai',
+type Family = 'openai' | 'anthropic' | 'gemini' | 'mistral' | 'bedrock';
+
+interface ProviderInfo {
+  family: Family;
+  /** The base URL LiteLLM assumes, or null when one must be given. */
+  base: string | null;
+  /** Environment variables a prefixed model name with no model_list entry is routed with (LiteLLM's). */
+  env: { key?: string[]; base?: string[]; version?: string[] };
+  /** Reachable with no key at all (a local server). */
+  keyless?: boolean;
+}
+
+/** LiteLLM's provider prefixes: which wire protocol each speaks, where it lives, and its environment keys. */
+const PROVIDERS: Record<string, ProviderInfo> = {
+  openai: { family: 'openai', base: 'https://api.openai.com/v1', env: { key: ['OPENAI_API_KEY'], base: ['OPENAI_BASE_URL', 'OPENAI_API_BASE'] } },
+  azure: { family: 'openai', base: null, env: { key: ['AZURE_API_KEY', 'AZURE_OPENAI_API_KEY'], base: ['AZURE_API_BASE', 'AZURE_OPENAI_ENDPOINT'], version: ['AZURE_API_VERSION', 'OPENAI_API_VERSION'] } },
+  hosted_vllm: { family: 'openai', base: null, env: { key: ['HOSTED_VLLM_API_KEY'], base: ['HOSTED_VLLM_API_BASE'] }, keyless: true },
+  openai_like: { family: 'openai', base: null, env: {} },
+  custom_openai: { family: 'openai', base: null, env: {} },
+  text_completion_openai: { family: 'openai', base: null, env: {} },
+  lm_studio: { family: 'openai', base: 'http://127.0.0.1:1234/v1', env: { key: ['LM_STUDIO_API_KEY'], base: ['LM_STUDIO_API_BASE'] } },
+  ollama: { family: 'openai', base: 'http://127.0.0.1:11434', env: { base: ['OLLAMA_API_BASE'] }, keyless: true },
+  ollama_chat: { family: 'openai', base: 'http://127.0.0.1:11434', env: { base: ['OLLAMA_API_BASE'] }, keyless: true },
+  deepseek: { family: 'openai', base: 'https://api.deepseek.com/v1', env: { key: ['DEEPSEEK_API_KEY'], base: ['DEEPSEEK_API_BASE'] } },
+  groq: { family: 'openai', base: 'https://api.groq.com/openai/v1', env: { key: ['GROQ_API_KEY'], base: ['GROQ_API_BASE'] } },
+  openrouter: { family: 'openai', base: 'https://openrouter.ai/api/v1', env: { key: ['OPENROUTER_API_KEY'], base: ['OPENROUTER_API_BASE'] } },
+  together_ai: { family: 'openai', base: 'https://api.together.xyz/v1', env: { key: ['TOGETHERAI_API_KEY', 'TOGETHER_API_KEY'], base: ['TOGETHERAI_API_BASE'] } },
+  fireworks_ai: { family: 'openai', base: 'https://api.fireworks.ai/inference/v1', env: { key: ['FIREWORKS_AI_API_KEY', 'FIREWORKS_API_KEY'], base: ['FIREWORKS_API_BASE'] } },
+  xai: { family: 'openai', base: 'https://api.x.ai/v1', env: { key: ['XAI_API_KEY'], base: ['XAI_API_BASE'] } },
+  perplexity: { family: 'openai', base: 'https://api.perplexity.ai', env: { key: ['PERPLEXITYAI_API_KEY', 'PERPLEXITY_API_KEY'], base: ['PERPLEXITY_API_BASE'] } },
+  anthropic: { family: 'anthropic', base: 'https://api.anthropic.com/v1', env: { key: ['ANTHROPIC_API_KEY'], base: ['ANTHROPIC_API_BASE', 'ANTHROPIC_BASE_URL'] } },
+  gemini: { family: 'gemini', base: 'https://generativelanguage.googleapis.com/v1beta', env: { key: ['GEMINI_API_KEY', 'GOOGLE_API_KEY'], base: ['GEMINI_API_BASE'] } },
+  mistral: { family: 'mistral', base: 'https://api.mistral.ai/v1', env: { key: ['MISTRAL_API_KEY'], base: ['MISTRAL_API_BASE'] } },
+  bedrock: { family: 'bedrock', base: null, env: { key: ['AWS_ACCESS_KEY_ID'], base: ['AWS_BEDROCK_RUNTIME_ENDPOINT'] } },
 };
 
 const AZURE_DEFAULT_API_VERSION = '2024-10-21';
 
-interface Route {
+interface Route extends Deployment {
   modelName: string;
-  describe: string;
   /** `model_info.mode`, or null. */
   mode: string | null;
   /** `litellm_params.dimensions`, for embedding models that shorten their vectors. */
   dimensions: number | null;
-  create(requestedModel: string): LanguageModel;
   createEmbeddings(requestedModel: string, dimensions: number | null): EmbeddingModel;
 }
 
@@ -52,9 +72,10 @@ export interface EmbeddingChoice {
   reason: string;
 }
 
-function ollamaBase(apiBase: string): string {
-  // LiteLLM users write Ollama's root URL; its OpenAI-compatible API lives under /v1
-  return /\/v1\/?$/.test(apiBase) ? apiBase : `${apiBase.replace(/\/+$/, '')}/v1`;
+/** LiteLLM users write a provider's root URL; each API lives under its version path. */
+function withVersionPath(apiBase: string, version: string): string {
+  const trimmed = apiBase.replace(/\/+$/, '');
+  return new RegExp(`/${version}$`).test(trimmed) || /\/v\d[\w.]*$/.test(trimmed) ? trimmed : `${trimmed}/${version}`;
 }
 
 function stringRecord(value: unknown): Record<string, string> {
@@ -62,41 +83,139 @@ function stringRecord(value: unknown): Record<string, string> {
   return Object.fromEntries(Object.entries(value).map(([key, item]) => [key, String(item)]));
 }
 
-function routeFor(deployment: ModelDeployment, settings: AssistdSettings): Route | string {
-  if (!(deployment.provider in OPENAI_COMPATIBLE)) {
-    return `provider '${deployment.provider}' is not supported yet`;
-  }
-  const timeoutSeconds = Number(deployment.params.timeout ?? settings.modelTimeoutSeconds);
-  const timeoutMs = Number.isFinite(timeoutSeconds) && timeoutSeconds > 0 ? timeoutSeconds * 1000 : settings.modelTimeoutSeconds * 1000;
+function positive(value: unknown): number | null {
+  const number = Number(value);
+  return value !== undefined && value !== null && value !== '' && Number.isFinite(number) && number > 0 ? number : null;
+}
+
+const PARALLEL_OFF: Partial<Record<Family, ProviderAbilities['disableParallelToolCalls']>> = {
+  anthropic: () => ({ anthropic: { disableParallelToolUse: true } }),
+  mistral: () => ({ mistral: { parallelToolCalls: false } }),
+};
+
+function routeFor(deployment: ModelDeployment, settings: AssistdSettings, router: RouterSettings, log: (message: string) => void): Route | string {
+  const info = PROVIDERS[deployment.provider];
+  if (!info) return `provider '${deployment.provider}' is not supported (supported: ${Object.keys(PROVIDERS).join(', ')})`;
+  const timeoutSeconds = positive(deployment.params.timeout) ?? settings.modelTimeoutSeconds;
+  const timeoutMs = timeoutSeconds * 1000;
   const headers = stringRecord(deployment.params.extra_headers);
-  const query: Record<string, string> = {};
-  let baseURL = deployment.apiBase ?? OPENAI_COMPATIBLE[deployment.provider] ?? null;
-  if (baseURL === null) return `litellm_params.api_base is required for provider '${deployment.provider}'`;
-  let apiKey = deployment.apiKey;
-  if (deployment.provider === 'azure') {
-    // Azure OpenAI: the deployment is in the path, the version in the query, the key in `api-key`.
-    baseURL = `${baseURL.replace(/\/+$/, '')}/openai/deployments/${encodeURIComponent(deployment.model)}`;
-    query['api-version'] = deployment.apiVersion ?? AZURE_DEFAULT_API_VERSION;
-    if (apiKey) headers['api-key'] = apiKey;
-    apiKey = null;
-  } else if (deployment.provider === 'ollama' || deployment.provider === 'ollama_chat') {
-    baseURL = ollamaBase(baseURL);
-  }
-  if (deployment.params.organization) headers['OpenAI-Organization'] = String(deployment.params.organization);
   const wildcard = deployment.model.endsWith('*');
-  const base = baseURL;
-  const connection = { baseURL: base, apiKey, headers, query, timeoutMs };
   // `openai/*` passes the requested name through; `openai/gpt-*` likewise within its prefix
   const upstreamModel = (requested: string) => (wildcard ? requested : deployment.model);
-  const dimensions = Number(deployment.params.dimensions);
-  return {
+  const dimensions = positive(deployment.params.dimensions);
+  const common = {
     modelName: deployment.modelName,
-    describe: `${deployment.provider}/${deployment.model} at ${redactUrl(base)}`,
     mode: deployment.mode,
-    dimensions: Number.isInteger(dimensions) && dimensions > 0 ? dimensions : null,
-    createEmbeddings: (requestedModel, dimensionsWanted) =>
-      createOpenAICompatibleEmbeddings({ ...connection, model: upstreamModel(requestedModel), dimensions: dimensionsWanted }),
-    create: (requestedModel) => createOpenAICompatibleModel({ ...connection, model: upstreamModel(requestedModel), idleTimeoutMs: timeoutMs }),
+    dimensions: dimensions !== null && Number.isInteger(dimensions) ? dimensions : null,
+    weight: positive(deployment.params.weight) ?? positive(deployment.params.rpm) ?? positive(deployment.params.tpm) ?? 1,
+    rpm: positive(deployment.params.rpm),
+    tpm: positive(deployment.params.tpm),
+  };
+  const dropParams = typeof deployment.params.drop_params === 'boolean' ? deployment.params.drop_params : router.dropParams;
+
+  if (info.family === 'openai') {
+    const query: Record<string, string> = {};
+    let baseURL = deployment.apiBase ?? info.base;
+    if (baseURL === null) return `litellm_params.api_base is required for provider '${deployment.provider}'`;
+    let apiKey = deployment.apiKey;
+    if (deployment.provider === 'azure') {
+      // Azure OpenAI: the deployment is in the path, the version in the query, the key in `api-key`.
+      baseURL = `${baseURL.replace(/\/+$/, '')}/openai/deployments/${encodeURIComponent(deployment.model)}`;
+      query['api-version'] = deployment.apiVersion ?? AZURE_DEFAULT_API_VERSION;
+      if (apiKey) headers['api-key'] = apiKey;
+      apiKey = null;
+    } else if (deployment.provider === 'ollama' || deployment.provider === 'ollama_chat') {
+      // Ollama's OpenAI-compatible API lives under /v1 of the root URL LiteLLM users write
+      baseURL = withVersionPath(baseURL, 'v1');
+    }
+    if (deployment.params.organization) headers['OpenAI-Organization'] = String(deployment.params.organization);
+    const connection = { baseURL, apiKey, headers, query, timeoutMs };
+    return {
+      ...common,
+      describe: `${deployment.provider}/${deployment.model} at ${redactUrl(baseURL)}`,
+      createEmbeddings: (requestedModel, dimensionsWanted) =>
+        createOpenAICompatibleEmbeddings({ ...connection, model: upstreamModel(requestedModel), dimensions: dimensionsWanted }),
+      create: (requestedModel) => createOpenAICompatibleModel({ ...connection, model: upstreamModel(requestedModel), idleTimeoutMs: timeoutMs }),
+    };
+  }
+
+  const fetch = timedFetch(timeoutMs, timeoutMs);
+  const apiKey = deployment.apiKey ?? undefined;
+  let provider: {
+    languageModel(id: string): LanguageModelV3;
+    embeddingModel?(id: string): EmbeddingModelV3;
+  };
+  let baseURL: string;
+  if (info.family === 'anthropic') {
+    baseURL = withVersionPath(deployment.apiBase ?? info.base!, 'v1');
+    provider = createAnthropic({ baseURL, apiKey, headers, fetch });
+  } else if (info.family === 'gemini') {
+    baseURL = withVersionPath(deployment.apiBase ?? info.base!, 'v1beta');
+    provider = createGoogleGenerativeAI({ baseURL, apiKey, headers, fetch });
+  } else if (info.family === 'mistral') {
+    baseURL = withVersionPath(deployment.apiBase ?? info.base!, 'v1');
+    provider = createMistral({ baseURL, apiKey, headers, fetch });
+  } else {
+    const region = String(deployment.params.aws_region_name ?? 'us-east-1');
+    baseURL = deployment.apiBase ?? `https://bedrock-runtime.${region}.amazonaws.com`;
+    const accessKeyId = deployment.params.aws_access_key_id;
+    const secretAccessKey = deployment.params.aws_secret_access_key;
+    if (typeof accessKeyId !== 'string' || typeof secretAccessKey !== 'string') {
+      return 'litellm_params.aws_access_key_id and aws_secret_access_key are required for provider bedrock (or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)';
+    }
+    const sessionToken = typeof deployment.params.aws_session_token === 'string' ? deployment.params.aws_session_token : undefined;
+    provider = createAmazonBedrock({ region, baseURL, accessKeyId, secretAccessKey, sessionToken, headers, fetch });
+  }
+  const abilities: ProviderAbilities = { disableParallelToolCalls: PARALLEL_OFF[info.family] ?? null, reasoningEffort: false };
+  const defaultMaxTokens = positive(deployment.params.max_tokens);
+  return {
+    ...common,
+    describe: `${deployment.provider}/${deployment.model} at ${redactUrl(baseURL)}`,
+    createEmbeddings: (requestedModel) => {
+      if (!provider.embeddingModel) throw new ProviderError(`provider '${deployment.provider}' has no embeddings here`, 400);
+      return createAiSdkEmbeddings(deployment.provider, provider.embeddingModel(upstreamModel(requestedModel)));
+    },
+    create: (requestedModel) =>
+      createAiSdkModel({
+        provider: deployment.provider,
+        model: provider.languageModel(upstreamModel(requestedModel)),
+        abilities,
+        dropParams,
+        defaultMaxTokens,
+        warn: log,
+      }),
+  };
+}
+
+/** A deployment for `prefix/name` made from the provider's environment keys, or null when they are not set. */
+function environmentDeployment(name: string, env: Env): ModelDeployment | null {
+  const slash = name.indexOf('/');
+  if (slash <= 0 || slash === name.length - 1) return null;
+  const prefix = name.slice(0, slash);
+  const info = PROVIDERS[prefix];
+  if (!info) return null;
+  const first = (names: string[] | undefined) => names?.map((variable) => env[variable]).find((value) => value !== undefined && value !== '') ?? null;
+  const apiKey = first(info.env.key);
+  const apiBase = first(info.env.base);
+  if (!apiKey && !info.keyless && !(prefix === 'openai' && apiBase)) return null;
+  if (info.base === null && apiBase === null && info.family !== 'bedrock') return null;
+  const params: Record<string, unknown> = {};
+  if (info.family === 'bedrock') {
+    params.aws_access_key_id = apiKey;
+    params.aws_secret_access_key = env.AWS_SECRET_ACCESS_KEY;
+    if (env.AWS_SESSION_TOKEN) params.aws_session_token = env.AWS_SESSION_TOKEN;
+    params.aws_region_name = env.AWS_REGION_NAME ?? env.AWS_REGION ?? env.AWS_DEFAULT_REGION ?? 'us-east-1';
+    if (!env.AWS_SECRET_ACCESS_KEY) return null;
+  }
+  return {
+    modelName: name,
+    provider: prefix,
+    model: name.slice(slash + 1),
+    apiBase,
+    apiKey: info.family === 'bedrock' ? null : apiKey,
+    apiVersion: first(info.env.version),
+    params,
+    mode: null,
   };
 }
 
@@ -106,20 +225,46 @@ function matches(pattern: string, name: string): boolean {
   return expression.test(name);
 }
 
+/** The prefixes a client may name with no model_list entry, and what each is reached with (for the banner). */
+function environmentProviders(env: Env): string[] {
+  return Object.entries(PROVIDERS).flatMap(([prefix, info]) => {
+    if (prefix === 'ollama_chat') return [];
+    const deployment = environmentDeployment(`${prefix}/x`, env);
+    if (!deployment) return [];
+    const via = info.env.key?.find((variable) => env[variable]) ?? info.env.base?.find((variable) => env[variable]);
+    return [`${prefix}/ (${via ?? `no key, ${redactUrl(deployment.apiBase ?? info.base ?? '')}`})`];
+  });
+}
+
+const DEFAULT_ROUTER: RouterSettings = { routingStrategy: 'simple-shuffle', fallbacks: {}, cooldownSeconds: 5, dropParams: false };
+
 /**
- * Routes a model name to a deployment, as LiteLLM's router does: exact `model_name` first, then
- * wildcard names (`*`, `gpt-*`). Several deployments under one name are used in turn. Without a
- * model_list, OPENAI_API_KEY and/or OPENAI_BASE_URL route every name to that endpoint.
+ * Routes a model name to deployments, as LiteLLM's router does: exact `model_name` first, then
+ * wildcard names (`*`, `gpt-*`), then a provider-prefixed name (`anthropic/claude-…`) straight to that
+ * provider with its environment key. Without a model_list, OPENAI_API_KEY and/or OPENAI_BASE_URL route
+ * every other name to that endpoint. Several deployments under one name share calls (see Router).
  */
 export class ModelRegistry {
   private readonly exact = new Map<string, Route[]>();
   private readonly wildcards: Route[] = [];
-  private readonly turn = new Map<string, number>();
+  /** The zero-config catch-all (OPENAI_API_KEY / OPENAI_BASE_URL with no model_list): tried last. */
+  private readonly catchAll: Route[] = [];
+  private readonly fromEnvironment = new Map<string, Route[]>();
+  private readonly router: Router;
   readonly warnings: string[] = [];
+  /** Provider prefixes reachable by name alone (their environment key is set), for the banner. */
+  readonly environmentProviders: string[];
 
-  constructor(deployments: ModelDeployment[], settings: AssistdSettings, env: Env = process.env) {
+  constructor(
+    deployments: ModelDeployment[],
+    settings: AssistdSettings,
+    private readonly env: Env = process.env,
+    private readonly routerSettings: RouterSettings = DEFAULT_ROUTER,
+    private readonly log: (message: string) => void = () => {},
+  ) {
+    this.settings = settings;
     deployments.forEach((deployment, index) => {
-      const route = routeFor(deployment, settings);
+      const route = routeFor(deployment, settings, routerSettings, log);
       if (typeof route === 'string') {
         this.warnings.push(`model_list[${index}] (${deployment.modelName}): ${route}; requests for it get 400`);
         return;
@@ -142,11 +287,28 @@ export class ModelRegistry {
           mode: null,
         },
         settings,
+        routerSettings,
+        log,
       );
-      if (typeof route !== 'string') this.wildcards.push(route);
+      if (typeof route !== 'string') this.catchAll.push(route);
     }
+    this.environmentProviders = environmentProviders(env);
+    for (const [name, targets] of Object.entries(routerSettings.fallbacks)) {
+      for (const target of targets) {
+        if (!this.has(target)) this.warnings.push(`fallbacks: '${target}' (a fallback of '${name}') routes to no deployment`);
+      }
+    }
+    this.router = new Router({
+      strategy: routerSettings.routingStrategy,
+      cooldownMs: routerSettings.cooldownSeconds * 1000,
+      fallbacks: routerSettings.fallbacks,
+      deployments: (name) => this.routes(name),
+      log,
+    });
     this.embedding = this.chooseEmbedding(deployments, settings, env);
   }
+
+  private readonly settings: AssistdSettings;
 
   /** The embedding model new vector stores get, or null: full-text search alone. */
   readonly embedding: EmbeddingChoice | null;
@@ -179,7 +341,22 @@ export class ModelRegistry {
   private routes(name: string): Route[] {
     const exact = this.exact.get(name);
     if (exact) return exact;
-    return this.wildcards.filter((route) => matches(route.modelName, name));
+    const wildcards = this.wildcards.filter((route) => matches(route.modelName, name));
+    if (wildcards.length > 0) return wildcards;
+    const environment = this.environmentRoutes(name);
+    if (environment.length > 0) return environment;
+    return this.catchAll.filter((route) => matches(route.modelName, name));
+  }
+
+  private environmentRoutes(name: string): Route[] {
+    const known = this.fromEnvironment.get(name);
+    if (known) return known;
+    const deployment = environmentDeployment(name, this.env);
+    const route = deployment ? routeFor(deployment, this.settings, this.routerSettings, this.log) : null;
+    const routes = route && typeof route !== 'string' ? [route] : [];
+    // Only names that route are kept: a client cannot grow this map with made-up names.
+    if (routes.length > 0) this.fromEnvironment.set(name, routes);
+    return routes;
   }
 
   has(name: string): boolean {
@@ -188,15 +365,11 @@ export class ModelRegistry {
 
   /** A model for `name`, or undefined when it routes nowhere. */
   resolve(name: string): LanguageModel | undefined {
-    const routes = this.routes(name);
-    if (routes.length === 0) return undefined;
-    const index = this.turn.get(name) ?? 0;
-    this.turn.set(name, index + 1);
-    return routes[index % routes.length]!.create(name);
+    return this.router.model(name);
   }
 
   /** One line per route for the start-up banner. */
   describe(): string[] {
-    return [...[...this.exact.values()].flat(), ...this.wildcards].map((route) => `${route.modelName} -> ${route.describe}`);
+    return [...[...this.exact.values()].flat(), ...this.wildcards, ...this.catchAll].map((route) => `${route.modelName} -> ${route.describe}`);
   }
 }

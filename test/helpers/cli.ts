@@ -45,6 +45,10 @@ export function assistdEnv(extra: Record<string, string | undefined> = {}): Node
   delete env.OPENAI_API_KEY;
   delete env.OPENAI_BASE_URL;
   delete env.NODE_TEST_CONTEXT;
+  // Provider keys route prefixed model names by themselves: none leaks in from the machine.
+  for (const name of Object.keys(env)) {
+    if (/^(ANTHROPIC|GEMINI|GOOGLE|MISTRAL|AZURE|AZURE_OPENAI|AWS|OLLAMA|HOSTED_VLLM|GROQ|DEEPSEEK|OPENROUTER|TOGETHERAI|FIREWORKS|XAI|PERPLEXITY)_/.test(name)) delete env[name];
+  }
   for (const [key, value] of Object.entries(extra)) {
     if (value === undefined) delete env[key];
     else env[key] = value;
