@@ -33,8 +33,8 @@ Environment:
 const NO_MODELS =
   'models: none configured, so every run would fail with model_not_found. Next: set OPENAI_API_KEY (OpenAI), ' +
   'or OPENAI_BASE_URL (an OpenAI-compatible server such as Ollama or vLLM), or a provider key such as ANTHROPIC_API_KEY ' +
-  'and name models with its prefix (anthropic/claude-3-5-haiku-latest; ollama/llama3.2 reaches a local Ollama with no key), or pass --config FILE with a model_list; ' +
-  'see "Models" in the README';
+  '(then name models with its prefix: anthropic/claude-3-5-haiku-latest), or pass --config FILE with a model_list; ' +
+  'see "Models" in the README'
 
 function version(): string {
   const manifest = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };

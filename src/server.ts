@@ -30,6 +30,8 @@ export interface ServerOptions {
   dataDir: string;
   port: number;
   host: string;
+  /** false: no socket at all (the in-process mode of the LiteLLM functions, which call `app.inject`). */
+  listen?: boolean;
   logger?: boolean | Record<string, unknown>;
   /** PostgreSQL schema override (tests). */
   schema?: string;
@@ -98,7 +100,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       },
     });
     // A burst of streaming clients must not overflow the accept queue (Node's default is 511).
-    await app.listen({ port: options.port, host: options.host, backlog: 4096 });
+    if (options.listen !== false) await app.listen({ port: options.port, host: options.host, backlog: 4096 });
+    else await app.ready();
     // An embedded store belongs to this process alone: every unfinished run in it is an orphan.
     await runs.start({ recoverAll: storage.sql.kind === 'pglite' });
     await ingestion.start({ recoverAll: storage.sql.kind === 'pglite' });
@@ -110,7 +113,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     await storage.close();
     throw error;
   }
-  const address = app.server.address();
+  const address = options.listen !== false ? app.server.address() : null;
   const port = typeof address === 'object' && address ? address.port : options.port;
   const shownHost = options.host === '0.0.0.0' || options.host === '::' ? '127.0.0.1' : options.host;
   // Expired files are removed, contents and all, a minute at most after they expire.

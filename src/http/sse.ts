@@ -22,7 +22,8 @@ export function openEventStream(reply: FastifyReply): EventStream {
     connection: 'keep-alive',
     'x-request-id': String(reply.request.id),
   });
-  raw.socket?.setNoDelay(true);
+  // In-process requests (app.inject, the LiteLLM functions' local mode) have a socket without one.
+  raw.socket?.setNoDelay?.(true);
   let ended = false;
   const closed = new Promise<void>((resolve) => {
     raw.once('close', resolve);
@@ -42,7 +43,8 @@ export function openEventStream(reply: FastifyReply): EventStream {
       // the response is ended only once the last event has left for the client (a write's
       // callback runs when its bytes, and so all before them, are handed to the system).
       raw.write('event: done\ndata: [DONE]\n\n', () =>
-        raw.end(() => {
+        // (chunk, encoding, callback): in-process responses read a lone callback as a chunk
+        raw.end('', 'utf8', () => {
           // Shutting down (the server no longer listens): the connection is closed rather than
           // kept alive, unless a request that came in behind this stream now owns it (whose
           // response says Connection: close itself).
