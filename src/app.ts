@@ -39,8 +39,15 @@ const TIMEOUT_CHECK_INTERVAL_MS = 1_000;
 
 const API_PREFIX = '/v1';
 
-/** Builds the HTTP application; it never listens by itself. */
-export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
+/** What the native app and the passthrough app share: the server's limits, logging and error shaping. */
+type BaseOptions = Pick<AppOptions, 'maxRequestBytes' | 'logger' | 'timeouts'>;
+
+/**
+ * A Fastify instance with everything both route sets share: connection limits and timeouts, the
+ * OpenAI-shaped error, not-found and framework-error answers, the 503 once closing, request ids,
+ * and the list of `/v1` routes `/openapi.json` describes. No routes and no body parsers.
+ */
+function baseApp(options: BaseOptions): { app: FastifyInstance; routes: Set<string>; isClosing: () => boolean } {
   const { headersMs, requestMs, keepAliveMs, uploadMs } = options.timeouts;
   const app = Fastify({
     bodyLimit: options.maxRequestBytes,
@@ -80,24 +87,6 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     genReqId: () => `req_${Date.now().toString(36)}${Math.random().toString(36).slice(2, 10)}`,
     // Requests arriving once shutdown began get our own 503 (below), in OpenAI's shape.
     return503OnClosing: false,
-  });
-
-  // Bodies are JSON whatever their declared type (curl -d sends form encoding); an empty body is `{}`.
-  app.removeAllContentTypeParsers();
-  app.addContentTypeParser('*', { parseAs: 'string' }, (_request, body, done) => {
-    const text = (body as string).trim();
-    if (text === '') return done(null, {});
-    try {
-      done(null, JSON.parse(text));
-    } catch {
-      done(invalidJson(), undefined);
-    }
-  });
-
-  // File uploads (POST /files) stream through busboy straight to the blob store.
-  await app.register(multipart, {
-    limits: { fileSize: options.maxUploadBytes, files: 1, fields: 16, fieldSize: 64 * 1024, parts: 32, headerPairs: 64 },
-    throwFileSizeLimit: true,
   });
 
   app.setErrorHandler((error: FastifyError | ApiError, request, reply) => {
@@ -152,6 +141,30 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     if (!route.url.startsWith(API_PREFIX + '/')) return;
     const path = route.url.slice(API_PREFIX.length).replace(/:(\w+)/g, '{$1}');
     for (const method of [route.method].flat()) routes.add(`${method} ${path}`);
+  });
+
+  return { app, routes, isClosing: () => closing };
+}
+
+/** Builds the HTTP application; it never listens by itself. */
+export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
+  const { app, routes } = baseApp(options);
+  // Bodies are JSON whatever their declared type (curl -d sends form encoding); an empty body is `{}`.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', { parseAs: 'string' }, (_request, body, done) => {
+    const text = (body as string).trim();
+    if (text === '') return done(null, {});
+    try {
+      done(null, JSON.parse(text));
+    } catch {
+      done(invalidJson(), undefined);
+    }
+  });
+
+  // File uploads (POST /files) stream through busboy straight to the blob store.
+  await app.register(multipart, {
+    limits: { fileSize: options.maxUploadBytes, files: 1, fields: 16, fieldSize: 64 * 1024, parts: 32, headerPairs: 64 },
+    throwFileSizeLimit: true,
   });
 
   app.get('/health', async () => {
