@@ -14,6 +14,8 @@ import { fileRoutes } from './http/routes/files.js';
 import { vectorStoreRoutes } from './http/routes/vector-stores.js';
 import type { VectorStoreService } from './ingest/vector-store-service.js';
 import multipart from '@fastify/multipart';
+import type { PassthroughSettings } from './config.js';
+import { Forwarder, passthroughRoutes } from './http/passthrough.js';
 import type { RunService } from './engine/run-service.js';
 
 export interface AppOptions {
@@ -194,4 +196,35 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   await app.register(api, { prefix: API_PREFIX });
   await app.register(api);
   return app;
+}
+
+export interface PassthroughAppOptions extends BaseOptions {
+  passthrough: PassthroughSettings;
+  masterKey: string | null;
+}
+
+/**
+ * The passthrough application (`assistant_settings`): the same routes, auth and error shaping as
+ * buildApp, every Assistants route forwarded upstream. Needs no storage and no engine.
+ */
+export async function buildPassthroughApp(options: PassthroughAppOptions): Promise<{ app: FastifyInstance; forwarder: Forwarder }> {
+  const { app, routes, isClosing } = baseApp(options);
+  const forwarder = new Forwarder(options.passthrough);
+  app.addHook('onClose', async () => forwarder.close());
+  // Bodies are not parsed here: they stream to the upstream untouched.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', (_request, _payload, done) => done(null, undefined));
+
+  app.get('/health', async () => ({ status: 'ok', mode: 'passthrough' }));
+  const document = openApiDocument(routes);
+  app.get('/openapi.json', async () => document());
+
+  const authenticate = options.masterKey ? createAuthCheck(options.masterKey) : null;
+  const api = (prefix: string) => async (scope: FastifyInstance) => {
+    if (authenticate) scope.addHook('onRequest', async (request) => authenticate(request));
+    passthroughRoutes(scope, prefix, forwarder, isClosing);
+  };
+  await app.register(api(API_PREFIX), { prefix: API_PREFIX });
+  await app.register(api(''));
+  return { app, forwarder };
 }
