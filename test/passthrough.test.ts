@@ -8,13 +8,17 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { writeFileSync, existsSync } from 'node:fs';
 import http, { type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
 import OpenAI, { toFile } from 'openai';
 import { AZURE_ASSISTANTS_API_VERSION } from '../src/http/passthrough.js';
+import { assistdEnv, CliProcess, cleanUpCliProcesses } from './helpers/cli.js';
 import { startFakeModel, type FakeModel, type FakeTurn } from './helpers/fake-model.js';
 import { taggedRuns, waitFor, withTimeout } from './helpers/harness.js';
 import { startTestPassthrough, startTestServer, type TestPassthrough, type TestServer } from './helpers/server.js';
+import { tempDir } from './helpers/storage.js';
 
 type Json = any;
 
@@ -48,6 +52,7 @@ before(async () => {
 });
 
 after(async () => {
+  await cleanUpCliProcesses();
   for (const server of toStop) await server.close();
   await proxy?.close();
   await upstream?.close();
@@ -553,4 +558,39 @@ describe('passthrough against recording upstreams', () => {
     await waitFor('the upstream stream to be aborted', () => recorder.calls[1]!.closed, 5_000);
   });
 
+  test('start-up lines say passthrough mode and the upstream, redacted; no storage is opened', async () => {
+    const dir = tempDir('passthrough-cli');
+    toStop.push({ close: async () => (await import('node:fs')).rmSync(dir, { recursive: true, force: true }) });
+    const configFile = join(dir, 'config.yaml');
+    const dataDir = join(dir, 'data');
+    writeFileSync(
+      configFile,
+      JSON.stringify({
+        model_list: [{ model_name: 'gpt-4o', litellm_params: { model: 'openai/gpt-4o' } }],
+        general_settings: { master_key: PROXY_KEY },
+        assistant_settings: {
+          custom_llm_provider: 'azure',
+          litellm_params: { api_base: 'https://user:hunter2@my-resource.openai.azure.com/?token=tok-secret', api_key: 'sk-azure-very-secret' },
+        },
+      }),
+    );
+    const cli = new CliProcess(['serve', '--port', '0', '--host', '127.0.0.1', '--config', configFile, '--data-dir', dataDir], { env: assistdEnv() });
+    await cli.waitFor(/^assistd: passthrough: clients send/m);
+    assert.match(
+      cli.stdout,
+      new RegExp(
+        `^assistd: passthrough: every Assistants route is forwarded to azure at https://user:\\*\\*\\*@my-resource\\.openai\\.azure\\.com/openai\\?token=\\*\\*\\* \\(api-version ${AZURE_ASSISTANTS_API_VERSION}, the default\\); nothing is stored or run here`,
+        'm',
+      ),
+      cli.describe(),
+    );
+    assert.match(cli.stdout, /^assistd: listening on 127\.0\.0\.1 port \d+ \(this machine only\)/m);
+    assert.doesNotMatch(cli.stdout, /storage:|model:|file_search:/);
+    await cli.waitFor(/model_list is not used in passthrough mode/, 'stderr');
+    for (const secret of ['hunter2', 'tok-secret', 'sk-azure-very-secret', PROXY_KEY]) assert.ok(!cli.output.includes(secret), `${secret} is not printed`);
+    const exit = await cli.stop();
+    assert.equal(exit.code, 0, cli.describe());
+    assert.match(cli.stdout, /^assistd: stopped$/m);
+    assert.equal(existsSync(dataDir), false, 'no data dir was created');
+  });
 });
