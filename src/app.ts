@@ -14,6 +14,8 @@ import { fileRoutes } from './http/routes/files.js';
 import { vectorStoreRoutes } from './http/routes/vector-stores.js';
 import type { VectorStoreService } from './ingest/vector-store-service.js';
 import multipart from '@fastify/multipart';
+import type { PassthroughSettings } from './config.js';
+import { Forwarder, passthroughRoutes } from './http/passthrough.js';
 import type { RunService } from './engine/run-service.js';
 
 export interface AppOptions {
@@ -39,8 +41,15 @@ const TIMEOUT_CHECK_INTERVAL_MS = 1_000;
 
 const API_PREFIX = '/v1';
 
-/** Builds the HTTP application; it never listens by itself. */
-export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
+/** What the native app and the passthrough app share: the server's limits, logging and error shaping. */
+type BaseOptions = Pick<AppOptions, 'maxRequestBytes' | 'logger' | 'timeouts'>;
+
+/**
+ * A Fastify instance with everything both route sets share: connection limits and timeouts, the
+ * OpenAI-shaped error, not-found and framework-error answers, the 503 once closing, request ids,
+ * and the list of `/v1` routes `/openapi.json` describes. No routes and no body parsers.
+ */
+function baseApp(options: BaseOptions): { app: FastifyInstance; routes: Set<string>; isClosing: () => boolean } {
   const { headersMs, requestMs, keepAliveMs, uploadMs } = options.timeouts;
   const app = Fastify({
     bodyLimit: options.maxRequestBytes,
@@ -80,24 +89,6 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     genReqId: () => `req_${Date.now().toString(36)}${Math.random().toString(36).slice(2, 10)}`,
     // Requests arriving once shutdown began get our own 503 (below), in OpenAI's shape.
     return503OnClosing: false,
-  });
-
-  // Bodies are JSON whatever their declared type (curl -d sends form encoding); an empty body is `{}`.
-  app.removeAllContentTypeParsers();
-  app.addContentTypeParser('*', { parseAs: 'string' }, (_request, body, done) => {
-    const text = (body as string).trim();
-    if (text === '') return done(null, {});
-    try {
-      done(null, JSON.parse(text));
-    } catch {
-      done(invalidJson(), undefined);
-    }
-  });
-
-  // File uploads (POST /files) stream through busboy straight to the blob store.
-  await app.register(multipart, {
-    limits: { fileSize: options.maxUploadBytes, files: 1, fields: 16, fieldSize: 64 * 1024, parts: 32, headerPairs: 64 },
-    throwFileSizeLimit: true,
   });
 
   app.setErrorHandler((error: FastifyError | ApiError, request, reply) => {
@@ -154,6 +145,30 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     for (const method of [route.method].flat()) routes.add(`${method} ${path}`);
   });
 
+  return { app, routes, isClosing: () => closing };
+}
+
+/** Builds the HTTP application; it never listens by itself. */
+export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
+  const { app, routes } = baseApp(options);
+  // Bodies are JSON whatever their declared type (curl -d sends form encoding); an empty body is `{}`.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', { parseAs: 'string' }, (_request, body, done) => {
+    const text = (body as string).trim();
+    if (text === '') return done(null, {});
+    try {
+      done(null, JSON.parse(text));
+    } catch {
+      done(invalidJson(), undefined);
+    }
+  });
+
+  // File uploads (POST /files) stream through busboy straight to the blob store.
+  await app.register(multipart, {
+    limits: { fileSize: options.maxUploadBytes, files: 1, fields: 16, fieldSize: 64 * 1024, parts: 32, headerPairs: 64 },
+    throwFileSizeLimit: true,
+  });
+
   app.get('/health', async () => {
     await options.storage.sql.query('SELECT 1');
     return { status: 'ok', storage: options.storage.sql.kind };
@@ -181,4 +196,35 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   await app.register(api, { prefix: API_PREFIX });
   await app.register(api);
   return app;
+}
+
+export interface PassthroughAppOptions extends BaseOptions {
+  passthrough: PassthroughSettings;
+  masterKey: string | null;
+}
+
+/**
+ * The passthrough application (`assistant_settings`): the same routes, auth and error shaping as
+ * buildApp, every Assistants route forwarded upstream. Needs no storage and no engine.
+ */
+export async function buildPassthroughApp(options: PassthroughAppOptions): Promise<{ app: FastifyInstance; forwarder: Forwarder }> {
+  const { app, routes, isClosing } = baseApp(options);
+  const forwarder = new Forwarder(options.passthrough);
+  app.addHook('onClose', async () => forwarder.close());
+  // Bodies are not parsed here: they stream to the upstream untouched.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', (_request, _payload, done) => done(null, undefined));
+
+  app.get('/health', async () => ({ status: 'ok', mode: 'passthrough' }));
+  const document = openApiDocument(routes);
+  app.get('/openapi.json', async () => document());
+
+  const authenticate = options.masterKey ? createAuthCheck(options.masterKey) : null;
+  const api = (prefix: string) => async (scope: FastifyInstance) => {
+    if (authenticate) scope.addHook('onRequest', async (request) => authenticate(request));
+    passthroughRoutes(scope, prefix, forwarder, isClosing);
+  };
+  await app.register(api(API_PREFIX), { prefix: API_PREFIX });
+  await app.register(api(''));
+  return { app, forwarder };
 }

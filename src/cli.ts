@@ -5,12 +5,13 @@ import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig } from './config.js';
 import { DataDirLockedError } from './storage/lock.js';
 import { StorageStartError } from './storage/start-errors.js';
-import { startServer } from './server.js';
+import { startPassthroughServer, startServer } from './server.js';
 
 const USAGE = `Usage: assistd serve [--config FILE] [--port N] [--host H] [--data-dir DIR]
        assistd --version
 
-  -c, --config FILE   LiteLLM-compatible YAML config (model_list, general_settings, assistd_settings)
+  -c, --config FILE   LiteLLM-compatible YAML config (model_list, general_settings, assistd_settings;
+                      assistant_settings: forward every Assistants route to an upstream instead)
   -p, --port N        port to listen on (default 4000)
       --host H        address to bind (default 0.0.0.0; 127.0.0.1 when no master key is set)
       --data-dir DIR  embedded storage directory (default ./.assistd)
@@ -88,7 +89,8 @@ async function serve(argv: string[]) {
   if (!config.masterKey) {
     if (values.host === undefined) host = '127.0.0.1';
     warn(
-      `no master key is set (general_settings.master_key or ASSISTD_MASTER_KEY): the API is open to anyone who can reach ${host}`,
+      `no master key is set (general_settings.master_key or ASSISTD_MASTER_KEY): the API is open to anyone who can reach ${host}` +
+        (config.passthrough ? ', and every request is forwarded with the upstream key (assistant_settings)' : ''),
     );
   }
   const dataDir = resolve(values['data-dir'] ?? process.env.ASSISTD_DATA_DIR ?? '.assistd');
@@ -101,12 +103,27 @@ async function serve(argv: string[]) {
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
 
+  const logger = { level: process.env.ASSISTD_LOG_LEVEL ?? 'warn' };
+  if (config.passthrough) {
+    if (config.modelList.length > 0) warn('model_list is not used in passthrough mode: the upstream runs the models');
+    const passthrough = await startPassthroughServer({ config, port, host, logger });
+    log(listeningLine(passthrough.url, host, passthrough.port));
+    log(`passthrough: every Assistants route is forwarded to ${passthrough.upstream}; nothing is stored or run here (assistant_settings)`);
+    log(
+      config.masterKey
+        ? 'passthrough: clients send the master key; the upstream gets assistant_settings.litellm_params.api_key instead, never the client\'s'
+        : 'passthrough: the upstream gets assistant_settings.litellm_params.api_key; clients send none',
+    );
+    stop = stopHandler(config.settings.shutdownGraceSeconds, log, passthrough, false);
+    if (stopRequested) stop(stopRequested);
+    return;
+  }
   const server = await startServer({
     config,
     dataDir,
     port,
     host,
-    logger: { level: process.env.ASSISTD_LOG_LEVEL ?? 'warn' },
+    logger,
     progress: log,
   });
   log(listeningLine(server.url, host, server.port));
@@ -127,17 +144,22 @@ async function serve(argv: string[]) {
   else log(server.codeInterpreter.description);
   for (const warning of server.models.warnings) warn(warning);
 
+  stop = stopHandler(config.settings.shutdownGraceSeconds, log, server, true);
+  if (stopRequested) stop(stopRequested);
+}
+
+/** What a signal does once the server is up: a graceful stop, and a second signal stops at once. */
+function stopHandler(graceSeconds: number, log: (line: string) => void, server: { close(): Promise<void>; stopNow(): void }, runsHere: boolean) {
   let stopping = false;
-  const graceSeconds = config.settings.shutdownGraceSeconds;
-  stop = (signal: string) => {
+  return (signal: string) => {
     if (stopping) {
-      log(`${signal} received again: stopping now; runs still in progress resume at the next start`);
+      log(`${signal} received again: stopping now${runsHere ? '; runs still in progress resume at the next start' : ''}`);
       server.stopNow();
       return;
     }
     stopping = true;
     log(
-      `${signal} received: new requests get 503; requests and runs in flight have up to ${graceSeconds} s to finish ` +
+      `${signal} received: new requests get 503; requests ${runsHere ? 'and runs ' : ''}in flight have up to ${graceSeconds} s to finish ` +
         `(send ${signal} again to stop now)`,
     );
     server
@@ -151,7 +173,6 @@ async function serve(argv: string[]) {
         process.exit(1);
       });
   };
-  if (stopRequested) stop(stopRequested);
 }
 
 async function main(argv: string[]) {

@@ -50,6 +50,8 @@ export interface PassthroughSettings {
   apiBase: string;
   apiKey: string | null;
   apiVersion: string | null;
+  /** `litellm_params.timeout`: an upstream silent this long (no response yet, or a stalled one) is given up on. */
+  timeoutSeconds: number;
 }
 
 /** assistd's own knobs (`assistd_settings:`), each with a default. */
@@ -333,6 +335,9 @@ function parseRouter(routerValue: unknown, litellmValue: unknown, ignored: strin
   return router;
 }
 
+// LiteLLM's default request timeout.
+const DEFAULT_PASSTHROUGH_TIMEOUT_SECONDS = 600;
+
 function parsePassthrough(value: unknown, ignored: string[]): PassthroughSettings | null {
   if (value === undefined || value === null) return null;
   if (!isRecord(value)) throw new ConfigError('assistant_settings', 'expected a mapping with custom_llm_provider and litellm_params');
@@ -344,7 +349,7 @@ function parsePassthrough(value: unknown, ignored: string[]): PassthroughSetting
   const params = value.litellm_params ?? {};
   if (!isRecord(params)) throw new ConfigError('assistant_settings.litellm_params', 'expected a mapping');
   for (const key of Object.keys(params)) {
-    if (!['api_base', 'api_key', 'api_version'].includes(key)) ignored.push(`assistant_settings.litellm_params.${key}`);
+    if (!['api_base', 'api_key', 'api_version', 'timeout'].includes(key)) ignored.push(`assistant_settings.litellm_params.${key}`);
   }
   const path = 'assistant_settings.litellm_params';
   const apiBase = optionalString(params, 'api_base', path) ?? (provider === 'openai' ? 'https://api.openai.com/v1' : null);
@@ -354,7 +359,12 @@ function parsePassthrough(value: unknown, ignored: string[]): PassthroughSetting
   } catch {
     throw new ConfigError(`${path}.api_base`, `not a URL: ${apiBase}`);
   }
-  return { provider, apiBase, apiKey: optionalString(params, 'api_key', path), apiVersion: optionalString(params, 'api_version', path) };
+  let timeoutSeconds = DEFAULT_PASSTHROUGH_TIMEOUT_SECONDS;
+  if (params.timeout !== undefined && params.timeout !== null) {
+    timeoutSeconds = Number(params.timeout);
+    if (params.timeout === '' || !Number.isFinite(timeoutSeconds) || timeoutSeconds <= 0) throw new ConfigError(`${path}.timeout`, 'expected a positive number of seconds');
+  }
+  return { provider, apiBase, apiKey: optionalString(params, 'api_key', path), apiVersion: optionalString(params, 'api_version', path), timeoutSeconds };
 }
 
 /** Parse a LiteLLM-compatible config document (already loaded from YAML). */

@@ -123,5 +123,13 @@ export const missingHost = () =>
 export const expectationFailed = () =>
   new ApiError(417, "Expectation failed: the only Expect header this server honours is '100-continue'.", 'invalid_request_error');
 
+/** Passthrough mode: the upstream Assistants API refused the connection or broke it before answering. */
+export const upstreamUnreachable = (reason: string) =>
+  new ApiError(502, `The upstream Assistants API could not be reached (${quote(reason)}). Retry the request in a moment.`, 'server_error', null, 'upstream_unreachable');
+
+/** Passthrough mode: the upstream said nothing for `seconds` (assistant_settings.litellm_params.timeout). */
+export const upstreamTimeout = (seconds: number) =>
+  new ApiError(504, `The upstream Assistants API did not answer within ${seconds} second${seconds === 1 ? '' : 's'}.`, 'server_error', null, 'upstream_timeout');
+
 export const shuttingDown = () =>
   new ApiError(503, 'The server is shutting down. Retry the request in a moment.', 'server_error');

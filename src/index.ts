@@ -1,5 +1,5 @@
-export { buildApp, type AppOptions } from './app.js';
-export { startServer, type ServerOptions, type RunningServer } from './server.js';
+export { buildApp, buildPassthroughApp, type AppOptions, type PassthroughAppOptions } from './app.js';
+export { startServer, startPassthroughServer, type ServerOptions, type RunningServer, type PassthroughServer } from './server.js';
 export { loadConfig, parseConfig, ConfigError, type Config, type ModelDeployment } from './config.js';
 export { openStorage, type Storage, type StorageOptions } from './storage/index.js';
 export { ApiError } from './errors.js';

@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import { buildApp } from './app.js';
+import { buildApp, buildPassthroughApp } from './app.js';
 import type { Config } from './config.js';
 import { openStorage, type Storage } from './storage/index.js';
 import { ModelRegistry } from './providers/registry.js';
@@ -20,6 +20,14 @@ const FILE_SWEEP_MS = 60_000;
 /** Removes the files past their expiry and their contents. */
 export async function sweepExpiredFiles(storage: Storage): Promise<void> {
   for (const blobId of await storage.files.deleteExpiredFiles()) await storage.blobs.delete(blobId);
+}
+
+/** The port listened on (the one chosen, when asked for port 0) and a URL to reach it from this machine. */
+function listeningAt(app: FastifyInstance, options: { port: number; host: string }): { port: number; url: string } {
+  const address = app.server.address();
+  const port = typeof address === 'object' && address ? address.port : options.port;
+  const shownHost = options.host === '0.0.0.0' || options.host === '::' ? '127.0.0.1' : options.host;
+  return { port, url: `http://${shownHost.includes(':') ? `[${shownHost}]` : shownHost}:${port}` };
 }
 
 /** How long, when stopping, the last events of stopped streams get to reach their clients. */
@@ -60,6 +68,7 @@ export interface RunningServer {
 
 /** Opens storage, builds the app and listens. `close` lets in-flight requests finish, then closes storage. */
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
+  if (options.config.passthrough) throw new Error('the config sets assistant_settings (passthrough): start it with startPassthroughServer');
   const storage = await openStorage({
     databaseUrl: options.config.databaseUrl,
     dataDir: options.dataDir,
@@ -113,9 +122,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     await storage.close();
     throw error;
   }
-  const address = options.listen !== false ? app.server.address() : null;
-  const port = typeof address === 'object' && address ? address.port : options.port;
-  const shownHost = options.host === '0.0.0.0' || options.host === '::' ? '127.0.0.1' : options.host;
+  // In-process (no socket): no address to give.
+  const { port, url } = options.listen !== false ? listeningAt(app, options) : { port: 0, url: '' };
   // Expired files are removed, contents and all, a minute at most after they expire.
   const fileSweep = setInterval(() => {
     void sweepExpiredFiles(storage).catch((error: unknown) => runLog.warn({ err: error }, 'expired file sweep failed; retrying'));
@@ -130,7 +138,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     ingestion,
     vectorStores,
     codeInterpreter,
-    url: `http://${shownHost.includes(':') ? `[${shownHost}]` : shownHost}:${port}`,
+    url,
     port,
     stopNow() {
       runs.stopAll();
@@ -151,6 +159,71 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         }
         await codeInterpreter.close();
         await storage.close();
+      })();
+      return closing;
+    },
+  };
+}
+
+export interface PassthroughServer {
+  app: FastifyInstance;
+  /** Where requests go, for the start-up line (secrets redacted). */
+  upstream: string;
+  url: string;
+  port: number;
+  /** Lets requests in flight (streams included) finish, for the grace period, then closes the upstream connections. */
+  close(): Promise<void>;
+  /** During `close`: closes every connection a moment from now. */
+  stopNow(): void;
+}
+
+/**
+ * Passthrough mode (`assistant_settings`): listens and forwards every Assistants route upstream.
+ * Nothing is stored or run here, so no storage is opened and no engine, worker, ingestion or
+ * sandbox starts: every object lives upstream, and workers sharing a DATABASE_URL with a native
+ * deployment must not claim its runs.
+ */
+export async function startPassthroughServer(options: Omit<ServerOptions, 'dataDir' | 'schema' | 'progress'>): Promise<PassthroughServer> {
+  const passthrough = options.config.passthrough;
+  if (!passthrough) throw new Error('the config sets no assistant_settings: start it with startServer');
+  const settings = options.config.settings;
+  const { app, forwarder } = await buildPassthroughApp({
+    passthrough,
+    masterKey: options.config.masterKey,
+    maxRequestBytes: options.config.maxRequestBytes,
+    logger: options.logger,
+    timeouts: {
+      headersMs: settings.headersTimeoutSeconds * 1000,
+      requestMs: settings.requestTimeoutSeconds * 1000,
+      keepAliveMs: settings.keepAliveTimeoutSeconds * 1000,
+      uploadMs: settings.uploadTimeoutSeconds * 1000,
+    },
+  });
+  try {
+    await app.listen({ port: options.port, host: options.host, backlog: 4096 });
+  } catch (error) {
+    await app.close();
+    throw error;
+  }
+  const { port, url } = listeningAt(app, options);
+  let closing: Promise<void> | undefined;
+  return {
+    app,
+    upstream: forwarder.description,
+    url,
+    port,
+    stopNow() {
+      setTimeout(() => app.server.closeAllConnections(), FLUSH_MS).unref();
+    },
+    close() {
+      closing ??= (async () => {
+        const graceMs = options.shutdownGraceMs ?? settings.shutdownGraceSeconds * 1000;
+        const deadline = setTimeout(() => app.server.closeAllConnections(), graceMs + FLUSH_MS);
+        try {
+          await app.close();
+        } finally {
+          clearTimeout(deadline);
+        }
       })();
       return closing;
     },

@@ -457,3 +457,35 @@ describe('provider prefixes', () => {
     assert.deepEqual(parseConfig(null, {}).modelList, []);
   });
 });
+
+describe('assistant_settings (passthrough)', () => {
+  test('absent: null; openai without api_base: OpenAI itself, timeout 600 s (LiteLLM default)', () => {
+    assert.equal(parseConfig({}, {}).passthrough, null);
+    assert.deepEqual(parseConfig({ assistant_settings: { custom_llm_provider: 'openai', litellm_params: { api_key: 'os.environ/UP_KEY' } } }, { UP_KEY: 'sk-up' }).passthrough, {
+      provider: 'openai',
+      apiBase: 'https://api.openai.com/v1',
+      apiKey: 'sk-up',
+      apiVersion: null,
+      timeoutSeconds: 600,
+    });
+  });
+
+  test('azure: api_base required; api_version and timeout read', () => {
+    const config = parseConfig(
+      { assistant_settings: { custom_llm_provider: 'azure', litellm_params: { api_base: 'https://r.openai.azure.com', api_key: 'k', api_version: '2024-05-01-preview', timeout: '2.5' } } },
+      {},
+    );
+    assert.deepEqual(config.passthrough, { provider: 'azure', apiBase: 'https://r.openai.azure.com', apiKey: 'k', apiVersion: '2024-05-01-preview', timeoutSeconds: 2.5 });
+    assertConfigError(() => parseConfig({ assistant_settings: { custom_llm_provider: 'azure', litellm_params: {} } }, {}), 'assistant_settings.litellm_params.api_base');
+  });
+
+  test('bad values are ConfigErrors naming the key; unknown keys are reported as ignored', () => {
+    assertConfigError(() => parseConfig({ assistant_settings: { custom_llm_provider: 'anthropic' } }, {}), 'assistant_settings.custom_llm_provider');
+    assertConfigError(() => parseConfig({ assistant_settings: { litellm_params: { api_base: 'not a url' } } }, {}), 'assistant_settings.litellm_params.api_base');
+    for (const timeout of [0, -1, 'soon', '']) {
+      assertConfigError(() => parseConfig({ assistant_settings: { litellm_params: { timeout } } }, {}), 'assistant_settings.litellm_params.timeout');
+    }
+    const config = parseConfig({ assistant_settings: { litellm_params: { organization: 'org' }, extra: 1 } }, {});
+    assert.deepEqual(config.ignoredKeys.sort(), ['assistant_settings.extra', 'assistant_settings.litellm_params.organization']);
+  });
+});

@@ -2,7 +2,7 @@ import { rmSync } from 'node:fs';
 import OpenAI from 'openai';
 import OpenAIv4 from 'openai-v4';
 import { parseConfig } from '../../src/config.js';
-import { startServer, type RunningServer } from '../../src/server.js';
+import { startPassthroughServer, startServer, type PassthroughServer, type RunningServer } from '../../src/server.js';
 import { E2E_BACKEND, freshSchema, preparedDataDir, tempDir, type Backend } from './storage.js';
 
 export interface TestServer extends RunningServer {
@@ -65,6 +65,23 @@ export async function startTestServer(
       rmSync(dataDir, { recursive: true, force: true });
     },
   };
+}
+
+export interface TestPassthrough extends PassthroughServer {
+  /** openai 7.x pointed at `${url}/v1` with the passthrough's own master key. */
+  client: OpenAI;
+  apiKey: string;
+}
+
+/** A passthrough assistd (config `assistant_settings`) on an ephemeral port: no storage, nothing run here. */
+export async function startTestPassthrough(assistantSettings: Record<string, unknown>, masterKey: string | null = TEST_KEY): Promise<TestPassthrough> {
+  const config = parseConfig(
+    { assistant_settings: assistantSettings, general_settings: masterKey ? { master_key: masterKey } : {} },
+    { ...process.env, ASSISTD_MASTER_KEY: undefined },
+  );
+  const server = await startPassthroughServer({ config, port: 0, host: '127.0.0.1', shutdownGraceMs: 0 });
+  const apiKey = masterKey ?? 'unused';
+  return { ...server, apiKey, client: new OpenAI({ apiKey, baseURL: `${server.url}/v1`, maxRetries: 0 }) };
 }
 
 /** Raw HTTP against the server, for exact status and body assertions. */
