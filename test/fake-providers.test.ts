@@ -1,9 +1,14 @@
 /**
- * The fake model's wires beyond what the run-engine tests use: here, OpenAI's mid-stream error
- * event (the `streamError` turn option), seen through the official `openai` SDK.
+ * The fake model's provider wires, proved with each provider's official SDK (the clients real
+ * users run against the real services): Anthropic Messages (`@anthropic-ai/sdk`). For each: a
+ * streamed text answer, two parallel tool calls whose argument JSON comes back exactly, usage, the
+ * stop reason, a 429 seen as that SDK's rate-limit error, and the request checks and mid-stream
+ * errors the provider has. SDK retries are off, so failures are quick.
+
  */
 import { after, before, beforeEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import Anthropic from '@anthropic-ai/sdk';
 import OpenAI from 'openai';
 import { startFakeModel, type FakeModel, type FakeTurn } from './helpers/fake-model.js';
 
@@ -45,6 +50,159 @@ async function failure(promise: Promise<unknown>): Promise<Json> {
   }
   assert.fail('expected the call to fail, it succeeded');
 }
+
+// ---------------------------------------------------------------- Anthropic
+
+describe('Anthropic Messages through @anthropic-ai/sdk', () => {
+  let client: Anthropic;
+  before(() => {
+    // The SDK appends /v1/messages itself.
+    client = new Anthropic({ apiKey: 'sk-ant-fake', baseURL: fake.anthropicURL.replace(/\/v1$/, ''), maxRetries: 0 });
+  });
+  const tools: Anthropic.Tool[] = [
+    { name: 'get_weather', input_schema: { type: 'object', properties: { city: { type: 'string' }, unit: { type: 'string' } } } },
+    { name: 'get_time', input_schema: { type: 'object', properties: { tz: { type: 'string' } } } },
+  ];
+
+  test('a streamed text answer: events in Anthropic order, text by word, usage and end_turn', async () => {
+    fake.enqueue({ text: TEXT, usage: { prompt_tokens: 12, completion_tokens: 9 } });
+    const stream = client.messages.stream({ model: 'claude-test', max_tokens: 256, system: 'Be brief.', messages: [{ role: 'user', content: 'Say hello.' }] });
+    const types: string[] = [];
+    const deltas: string[] = [];
+    for await (const event of stream) {
+      types.push(event.type);
+      if (event.type === 'content_block_delta' && event.delta.type === 'text_delta') deltas.push(event.delta.text);
+    }
+    const message = await stream.finalMessage();
+    assert.deepEqual(deltas, WORDS);
+    assert.deepEqual(types, ['message_start', 'content_block_start', ...WORDS.map(() => 'content_block_delta'), 'content_block_stop', 'message_delta', 'message_stop']);
+    assert.match(message.id, /^msg_/);
+    assert.equal(message.model, 'claude-test');
+    assert.deepEqual(message.content.map((block) => (block.type === 'text' ? block.text : block.type)), [TEXT]);
+    assert.equal(message.stop_reason, 'end_turn');
+    assert.equal(message.usage.input_tokens, 12);
+    assert.equal(message.usage.output_tokens, 9);
+
+    const [request] = fake.requests;
+    assert.equal(request!.protocol, 'anthropic');
+    assert.equal(request!.path, '/anthropic/v1/messages');
+    // SDK 1.x sends the key as a bearer token (API version 2026-10-21); the AI SDK provider sends x-api-key.
+    assert.equal(request!.headers.authorization, 'Bearer sk-ant-fake');
+    assert.ok(request!.headers['anthropic-version'], 'the SDK sends anthropic-version');
+    assert.equal(request!.body.stream, true);
+    assert.equal(request!.body.max_tokens, 256);
+    assert.equal(request!.body.system, 'Be brief.');
+  });
+
+  test('parallel tool calls: two tool_use blocks, their partial JSON reassembled exactly, stop_reason tool_use', async () => {
+    fake.enqueue(PARALLEL);
+    const stream = client.messages.stream({ model: 'claude-test', max_tokens: 256, tools, messages: [{ role: 'user', content: 'Weather and time?' }] });
+    const partial = new Map<number, string>();
+    for await (const event of stream) {
+      if (event.type === 'content_block_delta' && event.delta.type === 'input_json_delta') {
+        partial.set(event.index, (partial.get(event.index) ?? '') + event.delta.partial_json);
+      }
+    }
+    const message = await stream.finalMessage();
+    assert.deepEqual([...partial.values()], [WEATHER_ARGS, TIME_ARGS]);
+    assert.deepEqual([...partial.keys()], [0, 1]);
+    const uses = message.content.filter((block) => block.type === 'tool_use');
+    assert.deepEqual(uses.map((block) => [block.name, block.input]), [['get_weather', JSON.parse(WEATHER_ARGS)], ['get_time', JSON.parse(TIME_ARGS)]]);
+    for (const block of uses) assert.match(block.id, /^toolu_[A-Za-z0-9]{24}$/);
+    assert.notEqual(uses[0]!.id, uses[1]!.id);
+    assert.equal(message.stop_reason, 'tool_use');
+    assert.deepEqual([message.usage.input_tokens, message.usage.output_tokens], [31, 17]);
+  });
+
+  test('a whole (non-streamed) Message, text then tool_use, max_tokens mapped from length', async () => {
+    fake.enqueue({ text: 'Checking.', toolCalls: [{ name: 'get_time', arguments: TIME_ARGS, id: 'toolu_fixed' }], finishReason: 'length' });
+    const message = await client.messages.create({ model: 'claude-test', max_tokens: 64, tools, messages: [{ role: 'user', content: 'Time?' }] });
+    assert.equal(message.type, 'message');
+    assert.deepEqual(message.content.map((block) => block.type), ['text', 'tool_use']);
+    assert.deepEqual(message.content[1], { type: 'tool_use', id: 'toolu_fixed', name: 'get_time', input: { tz: 'Europe/Paris' } });
+    assert.equal(message.stop_reason, 'max_tokens');
+  });
+
+  test('429: RateLimitError with rate_limit_error and retry-after', async () => {
+    fake.enqueue({ status: 429, retryAfter: '7' });
+    const error = await failure(client.messages.create({ model: 'claude-test', max_tokens: 16, messages: [{ role: 'user', content: 'hi' }] }));
+    assert.equal(error instanceof Anthropic.RateLimitError, true, `a RateLimitError, got ${error?.constructor?.name}`);
+    assert.equal(error.status, 429);
+    assert.equal(error.error.type, 'error');
+    assert.equal(error.error.error.type, 'rate_limit_error');
+    assert.equal(error.headers.get('retry-after'), '7');
+    assert.match(error.requestID, /^req_/);
+  });
+
+  test('529 overloaded and 500 api_error statuses', async () => {
+    fake.enqueue({ status: 529 }, { status: 500, errorMessage: 'boom' });
+    const overloaded = await failure(client.messages.create({ model: 'claude-test', max_tokens: 16, messages: [{ role: 'user', content: 'hi' }] }));
+    assert.equal(overloaded instanceof Anthropic.OverloadedError, true);
+    assert.equal(overloaded.error.error.type, 'overloaded_error');
+    const internal = await failure(client.messages.create({ model: 'claude-test', max_tokens: 16, messages: [{ role: 'user', content: 'hi' }] }));
+    assert.equal(internal instanceof Anthropic.InternalServerError, true);
+    assert.deepEqual(internal.error.error, { type: 'api_error', message: 'boom' });
+  });
+
+  test('a mid-stream `event: error` (overloaded_error) after the first events', async () => {
+    fake.enqueue({ text: TEXT, streamError: { afterEvents: 4, type: 'overloaded_error', message: 'Overloaded' } });
+    const stream = client.messages.stream({ model: 'claude-test', max_tokens: 64, messages: [{ role: 'user', content: 'hi' }] });
+    const deltas: string[] = [];
+    const error = await failure(
+      (async () => {
+        for await (const event of stream) if (event.type === 'content_block_delta' && event.delta.type === 'text_delta') deltas.push(event.delta.text);
+      })(),
+    );
+    assert.equal(error instanceof Anthropic.APIError, true, `an APIError, got ${error?.constructor?.name}: ${error}`);
+    assert.equal(error.error.error.type, 'overloaded_error');
+    assert.equal(error.error.error.message, 'Overloaded');
+    // message_start, content_block_start, ping, one delta: then the error.
+    assert.deepEqual(deltas, WORDS.slice(0, 1));
+  });
+
+  test('breakAfterChunks: the socket is destroyed after that many SSE events', async () => {
+    fake.enqueue({ text: TEXT, breakAfterChunks: 4 });
+    const stream = client.messages.stream({ model: 'claude-test', max_tokens: 64, messages: [{ role: 'user', content: 'hi' }] });
+    const error = await failure(stream.finalMessage());
+    assert.equal(error instanceof Anthropic.AnthropicError, true, `an AnthropicError, got ${error}`);
+    assert.equal(fake.requests[0]!.chunksSent, 4);
+  });
+
+  test('request checks: x-api-key, max_tokens, tool_result pairing (no turn is taken)', async () => {
+    fake.enqueue({ text: 'kept for the next request' });
+    const bare = new Anthropic({ apiKey: null, authToken: null, baseURL: client.baseURL, maxRetries: 0, defaultHeaders: { authorization: null } });
+    const unauthenticated = await failure(bare.messages.create({ model: 'claude-test', max_tokens: 16, messages: [{ role: 'user', content: 'hi' }] }));
+    assert.equal(unauthenticated.status, 401);
+    assert.equal(unauthenticated.error.error.type, 'authentication_error');
+
+    const noMaxTokens = await failure(client.messages.create({ model: 'claude-test', messages: [{ role: 'user', content: 'hi' }] } as Json));
+    assert.equal(noMaxTokens instanceof Anthropic.BadRequestError, true);
+    assert.deepEqual(noMaxTokens.error.error, { type: 'invalid_request_error', message: 'max_tokens: Field required' });
+
+    const stray = await failure(
+      client.messages.create({
+        model: 'claude-test',
+        max_tokens: 16,
+        messages: [
+          { role: 'user', content: 'hi' },
+          { role: 'assistant', content: [{ type: 'tool_use', id: 'toolu_a', name: 'get_time', input: {} }] },
+          {
+            role: 'user',
+            content: [
+              { type: 'tool_result', tool_use_id: 'toolu_a', content: 'noon' },
+              { type: 'tool_result', tool_use_id: 'toolu_b', content: 'noon' },
+            ],
+          },
+        ],
+      }),
+    );
+    assert.equal(stray.status, 400);
+    assert.match(stray.error.error.message, /^messages\.2\.content\.1: unexpected `tool_use_id` found in `tool_result` blocks: toolu_b\./);
+
+    const answered = await client.messages.create({ model: 'claude-test', max_tokens: 16, messages: [{ role: 'user', content: 'hi' }] });
+    assert.deepEqual(answered.content, [{ type: 'text', text: 'kept for the next request' }]);
+  });
+});
 
 // ---------------------------------------------------------------- OpenAI (the original wire)
 

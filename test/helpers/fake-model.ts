@@ -1,11 +1,14 @@
 /**
- * A scripted fake model: a real HTTP server speaking OpenAI's chat completions (streamed exactly as
- * OpenAI streams them, or whole) and embeddings. Each chat request takes the next scripted turn.
- * Built for speed as well as tests: a benchmark drives 1,000 concurrent slow streams through it.
+ * A scripted fake model: a real HTTP server speaking OpenAI's chat completions (streamed exactly
+ * as OpenAI streams them, or whole) and embeddings, and on extra paths the wire protocol of
+ * Anthropic Messages (`/anthropic/v1`). Each chat request, whatever its protocol, takes the next
+ * scripted turn. Built for speed as well as tests: a benchmark drives 1,000 concurrent slow
+ * streams through it.
  */
 import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
+import { handleAnthropic } from './fake-anthropic.js';
 import {
   finishReasonOf,
   hexId,
@@ -17,6 +20,7 @@ import {
   toolCallsOf,
   tokenCounts,
   wholeText,
+  type ProtocolRequest,
   type StreamError,
 } from './fake-wire.js';
 
@@ -65,10 +69,10 @@ export interface FakeTurn {
   hang?: boolean;
 }
 
-export type FakeProtocol = 'openai';
+export type FakeProtocol = 'openai' | 'anthropic';
 
 export interface RecordedRequest {
-  /** Which wire the request came in on (by path prefix; only OpenAI's so far). */
+  /** Which wire the request came in on (by path prefix). */
   protocol: FakeProtocol;
   method: string;
   path: string;
@@ -83,6 +87,8 @@ export interface RecordedRequest {
 export interface FakeModel {
   /** e.g. http://127.0.0.1:PORT/v1 */
   url: string;
+  /** Anthropic Messages: base URL for clients, `…/anthropic/v1` (POST `messages`). */
+  anthropicURL: string;
   requests: RecordedRequest[];
   /** FIFO: each chat request takes the next turn. */
   enqueue(...turns: FakeTurn[]): void;
@@ -136,6 +142,7 @@ export async function startFakeModel(): Promise<FakeModel> {
   const root = `http://127.0.0.1:${port}`;
   const fake: FakeModel = {
     url: `${root}/v1`,
+    anthropicURL: `${root}/anthropic/v1`,
     requests: [],
     enqueue(...turns) {
       queue.push(...turns);
@@ -165,8 +172,9 @@ export async function startFakeModel(): Promise<FakeModel> {
         invalidJson = true;
       }
     }
+    const protocol = protocolOf(url.pathname);
     const recorded: RecordedRequest = {
-      protocol: 'openai',
+      protocol,
       method: request.method ?? 'GET',
       path: url.pathname,
       query: Object.fromEntries(url.searchParams),
@@ -177,6 +185,10 @@ export async function startFakeModel(): Promise<FakeModel> {
     };
     fake.requests.push(recorded);
 
+    if (protocol !== 'openai') {
+      const routed: ProtocolRequest = { request, response, url, recorded, invalidJson, takeTurn: () => takeTurn(recorded) };
+      return PROTOCOLS[protocol](routed);
+    }
     if (invalidJson) return sendError(response, 400, 'We could not parse the JSON body of your request.');
     if (request.method === 'GET' && url.pathname.endsWith('/models')) {
       return sendJson(response, 200, {
@@ -230,6 +242,17 @@ export async function startFakeModel(): Promise<FakeModel> {
 }
 
 // ------------------------------------------------------------------ chat completions
+
+const PROTOCOLS: Record<Exclude<FakeProtocol, 'openai'>, (routed: ProtocolRequest) => void> = {
+  anthropic: handleAnthropic,
+};
+
+/** The protocol of a path: its first segment when that names one, else OpenAI's. */
+function protocolOf(path: string): FakeProtocol {
+  const end = path.indexOf('/', 1);
+  const first = path.slice(1, end === -1 ? undefined : end);
+  return Object.hasOwn(PROTOCOLS, first) ? (first as FakeProtocol) : 'openai';
+}
 
 /** OpenAI's mid-stream error: a data event with an `error` object, then the stream ends. */
 function streamErrorEvent(error: StreamError): string {
