@@ -1,14 +1,18 @@
 /**
  * The fake model's provider wires, proved with each provider's official SDK (the clients real
- * users run against the real services): Anthropic Messages (`@anthropic-ai/sdk`). For each: a
- * streamed text answer, two parallel tool calls whose argument JSON comes back exactly, usage, the
- * stop reason, a 429 seen as that SDK's rate-limit error, and the request checks and mid-stream
- * errors the provider has. SDK retries are off, so failures are quick.
-
+ * users run against the real services): Anthropic Messages (`@anthropic-ai/sdk`) and Google Gemini
+ * (`@google/genai`). For each: a streamed text answer, two parallel tool calls whose argument JSON
+ * comes back exactly, usage, the stop reason, a 429 seen as that SDK's rate-limit error, and the
+ * request checks and mid-stream errors the provider has. SDK retries are off, so failures are
+ * quick.
+ *
+ * `@google/genai` 3.x declares `engines: node >=22`, but what these tests use (fetch, web streams)
+ * runs on Node 20, so its tests run there too.
  */
 import { after, before, beforeEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import Anthropic from '@anthropic-ai/sdk';
+import { ApiError, GoogleGenAI, Type, type Tool as GeminiTool } from '@google/genai';
 import OpenAI from 'openai';
 import { startFakeModel, type FakeModel, type FakeTurn } from './helpers/fake-model.js';
 
@@ -201,6 +205,142 @@ describe('Anthropic Messages through @anthropic-ai/sdk', () => {
 
     const answered = await client.messages.create({ model: 'claude-test', max_tokens: 16, messages: [{ role: 'user', content: 'hi' }] });
     assert.deepEqual(answered.content, [{ type: 'text', text: 'kept for the next request' }]);
+  });
+});
+
+// ---------------------------------------------------------------- Gemini
+
+describe('Gemini through @google/genai', () => {
+  let ai: GoogleGenAI;
+  before(() => {
+    ai = new GoogleGenAI({ apiKey: 'gemini-fake-key', httpOptions: { baseUrl: fake.geminiURL.replace(/\/v1beta$/, ''), apiVersion: 'v1beta' } });
+  });
+  const tools: GeminiTool[] = [
+    {
+      functionDeclarations: [
+        { name: 'get_weather', parameters: { type: Type.OBJECT, properties: { city: { type: Type.STRING }, unit: { type: Type.STRING } } } },
+        { name: 'get_time', parameters: { type: Type.OBJECT, properties: { tz: { type: Type.STRING } } } },
+      ],
+    },
+  ];
+
+  test('a streamed text answer over SSE: chunk by word, usageMetadata, finishReason STOP, modelVersion', async () => {
+    fake.enqueue({ text: TEXT, usage: { prompt_tokens: 12, completion_tokens: 9 } });
+    const stream = await ai.models.generateContentStream({
+      model: 'gemini-test',
+      contents: 'Say hello.',
+      config: { systemInstruction: 'Be brief.', maxOutputTokens: 128 },
+    });
+    const texts: string[] = [];
+    let last: Json;
+    for await (const chunk of stream) {
+      texts.push(chunk.text ?? '');
+      last = chunk;
+    }
+    assert.deepEqual(texts, WORDS);
+    assert.equal(last.candidates[0].finishReason, 'STOP');
+    assert.equal(last.modelVersion, 'gemini-test');
+    assert.ok(last.responseId);
+    assert.deepEqual(
+      { prompt: last.usageMetadata.promptTokenCount, candidates: last.usageMetadata.candidatesTokenCount, total: last.usageMetadata.totalTokenCount },
+      { prompt: 12, candidates: 9, total: 21 },
+    );
+
+    const [request] = fake.requests;
+    assert.equal(request!.protocol, 'gemini');
+    assert.equal(request!.path, '/gemini/v1beta/models/gemini-test:streamGenerateContent');
+    assert.equal(request!.query.alt, 'sse');
+    assert.equal(request!.headers['x-goog-api-key'], 'gemini-fake-key');
+    assert.deepEqual(request!.body.contents, [{ role: 'user', parts: [{ text: 'Say hello.' }] }]);
+    assert.deepEqual(request!.body.systemInstruction, { role: 'user', parts: [{ text: 'Be brief.' }] });
+    assert.equal(request!.body.generationConfig.maxOutputTokens, 128);
+  });
+
+  test('parallel function calls: two whole functionCall parts with their args, finishReason STOP', async () => {
+    fake.enqueue(PARALLEL);
+    const stream = await ai.models.generateContentStream({ model: 'gemini-test', contents: 'Weather and time?', config: { tools } });
+    const calls: Json[] = [];
+    let last: Json;
+    for await (const chunk of stream) {
+      calls.push(...(chunk.functionCalls ?? []));
+      last = chunk;
+    }
+    assert.deepEqual(calls.map((call) => [call.name, JSON.stringify(call.args)]), [['get_weather', WEATHER_ARGS], ['get_time', TIME_ARGS]]);
+    assert.equal(last.candidates[0].finishReason, 'STOP');
+    assert.equal(last.usageMetadata.promptTokenCount, 31);
+    assert.equal(last.usageMetadata.candidatesTokenCount, 17);
+    assert.ok(fake.requests[0]!.body.tools[0].functionDeclarations.length === 2);
+  });
+
+  test('generateContent (whole): text, MAX_TOKENS from length; the key may come as ?key=', async () => {
+    fake.enqueue({ text: 'Short.', finishReason: 'length' });
+    const response = await ai.models.generateContent({ model: 'gemini-test', contents: 'hi' });
+    assert.equal(response.text, 'Short.');
+    assert.equal(response.candidates?.[0]?.finishReason, 'MAX_TOKENS');
+
+    fake.enqueue({ text: 'By query key.' });
+    const viaQuery = await fetch(`${fake.geminiURL}/models/gemini-test:generateContent?key=k`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ contents: [{ role: 'user', parts: [{ text: 'hi' }] }] }),
+    });
+    assert.equal(viaQuery.status, 200);
+    assert.equal((await viaQuery.json()).candidates[0].content.parts[0].text, 'By query key.');
+  });
+
+  test('streamGenerateContent without alt=sse: one JSON array of the same chunks', async () => {
+    fake.enqueue({ text: 'Two words' });
+    const response = await fetch(`${fake.geminiURL}/models/gemini-test:streamGenerateContent`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-goog-api-key': 'k' },
+      body: JSON.stringify({ contents: [{ role: 'user', parts: [{ text: 'hi' }] }] }),
+    });
+    assert.match(response.headers.get('content-type') ?? '', /^application\/json/);
+    const chunks = await response.json();
+    assert.deepEqual(chunks.map((chunk: Json) => chunk.candidates[0].content.parts[0].text), ['Two', ' words']);
+    assert.equal(chunks.at(-1).candidates[0].finishReason, 'STOP');
+  });
+
+  test('429: ApiError status 429 with RESOURCE_EXHAUSTED and a RetryInfo delay', async () => {
+    fake.enqueue({ status: 429, retryAfter: '7' });
+    const error = await failure(ai.models.generateContentStream({ model: 'gemini-test', contents: 'hi' }));
+    assert.equal(error instanceof ApiError, true, `an ApiError, got ${error?.constructor?.name}`);
+    assert.equal(error.status, 429);
+    const body = JSON.parse(error.message);
+    assert.equal(body.error.code, 429);
+    assert.equal(body.error.status, 'RESOURCE_EXHAUSTED');
+    assert.deepEqual(body.error.details, [{ '@type': 'type.googleapis.com/google.rpc.RetryInfo', retryDelay: '7s' }]);
+  });
+
+  test('503 UNAVAILABLE mid-stream: the SDK throws an ApiError after the first chunks', async () => {
+    fake.enqueue({ text: TEXT, streamError: { afterEvents: 2 } });
+    const stream = await ai.models.generateContentStream({ model: 'gemini-test', contents: 'hi' });
+    const texts: string[] = [];
+    const error = await failure(
+      (async () => {
+        for await (const chunk of stream) texts.push(chunk.text ?? '');
+      })(),
+    );
+    assert.equal(error instanceof ApiError, true, `an ApiError, got ${error}`);
+    assert.equal(error.status, 503);
+    assert.match(error.message, /UNAVAILABLE/);
+    assert.deepEqual(texts, WORDS.slice(0, 2));
+  });
+
+  test('request checks: a function response turn must answer the call turn one for one', async () => {
+    const error = await failure(
+      ai.models.generateContent({
+        model: 'gemini-test',
+        contents: [
+          { role: 'user', parts: [{ text: 'Weather and time?' }] },
+          { role: 'model', parts: [{ functionCall: { name: 'get_weather', args: { city: 'Paris' } } }, { functionCall: { name: 'get_time', args: {} } }] },
+          { role: 'user', parts: [{ functionResponse: { name: 'get_weather', response: { temp: 20 } } }] },
+        ],
+      }),
+    );
+    assert.equal(error.status, 400);
+    assert.match(error.message, /INVALID_ARGUMENT/);
+    assert.match(error.message, /number of function response parts is equal to the number of function call parts/);
   });
 });
 
