@@ -1,10 +1,10 @@
 /**
  * The fake model's provider wires, proved with each provider's official SDK (the clients real
- * users run against the real services): Anthropic Messages (`@anthropic-ai/sdk`) and Google Gemini
- * (`@google/genai`). For each: a streamed text answer, two parallel tool calls whose argument JSON
- * comes back exactly, usage, the stop reason, a 429 seen as that SDK's rate-limit error, and the
- * request checks and mid-stream errors the provider has. SDK retries are off, so failures are
- * quick.
+ * users run against the real services): Anthropic Messages (`@anthropic-ai/sdk`), Google Gemini
+ * (`@google/genai`) and Mistral (`@mistralai/mistralai`). For each: a streamed text answer, two
+ * parallel tool calls whose argument JSON comes back exactly, usage, the stop reason, a 429 seen
+ * as that SDK's rate-limit error, and the request checks and mid-stream errors the provider has.
+ * SDK retries are off, so failures are quick.
  *
  * `@google/genai` 3.x declares `engines: node >=22`, but what these tests use (fetch, web streams)
  * runs on Node 20, so its tests run there too.
@@ -13,6 +13,8 @@ import { after, before, beforeEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import Anthropic from '@anthropic-ai/sdk';
 import { ApiError, GoogleGenAI, Type, type Tool as GeminiTool } from '@google/genai';
+import { Mistral } from '@mistralai/mistralai';
+import { SDKError } from '@mistralai/mistralai/models/errors';
 import OpenAI from 'openai';
 import { startFakeModel, type FakeModel, type FakeTurn } from './helpers/fake-model.js';
 
@@ -341,6 +343,129 @@ describe('Gemini through @google/genai', () => {
     assert.equal(error.status, 400);
     assert.match(error.message, /INVALID_ARGUMENT/);
     assert.match(error.message, /number of function response parts is equal to the number of function call parts/);
+  });
+});
+
+// ---------------------------------------------------------------- Mistral
+
+describe('Mistral chat completions through @mistralai/mistralai', () => {
+  let client: Mistral;
+  before(() => {
+    // The SDK appends /v1/chat/completions itself.
+    client = new Mistral({ apiKey: 'mistral-fake-key', serverURL: fake.mistralURL.replace(/\/v1$/, ''), retryConfig: { strategy: 'none' } });
+  });
+  const tools = [
+    { type: 'function' as const, function: { name: 'get_weather', parameters: { type: 'object', properties: { city: { type: 'string' }, unit: { type: 'string' } } } } },
+    { type: 'function' as const, function: { name: 'get_time', parameters: { type: 'object', properties: { tz: { type: 'string' } } } } },
+  ];
+
+  test('a streamed text answer: content by word, usage in the last chunk only, finish_reason stop', async () => {
+    fake.enqueue({ text: TEXT, usage: { prompt_tokens: 12, completion_tokens: 9 } });
+    const stream = await client.chat.stream({ model: 'mistral-test', messages: [{ role: 'user', content: 'Say hello.' }] });
+    const texts: string[] = [];
+    const usages: Json[] = [];
+    const finishes: (string | null)[] = [];
+    for await (const event of stream) {
+      const choice = event.data.choices[0]!;
+      if (typeof choice.delta.content === 'string' && choice.delta.content !== '') texts.push(choice.delta.content);
+      usages.push(event.data.usage);
+      finishes.push(choice.finishReason);
+    }
+    assert.deepEqual(texts, WORDS);
+    assert.deepEqual(usages.slice(0, -1).filter(Boolean), [], 'no usage before the last chunk');
+    assert.deepEqual(usages.at(-1), { promptTokens: 12, completionTokens: 9, totalTokens: 21 });
+    assert.equal(finishes.at(-1), 'stop');
+    assert.deepEqual(finishes.slice(0, -1).filter(Boolean), []);
+
+    const [request] = fake.requests;
+    assert.equal(request!.protocol, 'mistral');
+    assert.equal(request!.path, '/mistral/v1/chat/completions');
+    assert.equal(request!.headers.authorization, 'Bearer mistral-fake-key');
+    assert.equal(request!.body.stream, true);
+    assert.equal(request!.body.stream_options, undefined);
+  });
+
+  test('parallel tool calls: each whole in one delta, 9-character ids, finish_reason tool_calls', async () => {
+    fake.enqueue(PARALLEL);
+    const stream = await client.chat.stream({ model: 'mistral-test', tools, messages: [{ role: 'user', content: 'Weather and time?' }] });
+    const calls: Json[] = [];
+    let finish: string | null = null;
+    let usage: Json;
+    for await (const event of stream) {
+      const choice = event.data.choices[0]!;
+      for (const call of choice.delta.toolCalls ?? []) calls.push(call);
+      finish = choice.finishReason ?? finish;
+      usage = event.data.usage ?? usage;
+    }
+    assert.equal(calls.length, 2, 'one delta per call, none split');
+    assert.deepEqual(calls.map((call) => [call.function.name, call.function.arguments]), [['get_weather', WEATHER_ARGS], ['get_time', TIME_ARGS]]);
+    for (const call of calls) assert.match(call.id, /^[A-Za-z0-9]{9}$/);
+    assert.equal(finish, 'tool_calls');
+    assert.deepEqual(usage, { promptTokens: 31, completionTokens: 17, totalTokens: 48 });
+  });
+
+  test('429: SDKError with status 429 and the rate_limited body', async () => {
+    fake.enqueue({ status: 429, retryAfter: '3' });
+    const error = await failure(client.chat.stream({ model: 'mistral-test', messages: [{ role: 'user', content: 'hi' }] }));
+    assert.equal(error instanceof SDKError, true, `an SDKError, got ${error?.constructor?.name}`);
+    assert.equal(error.statusCode, 429);
+    assert.deepEqual(JSON.parse(error.body), { object: 'error', message: 'Rate limit exceeded', type: 'rate_limited', param: null, code: '1300', raw_status_code: 429 });
+    assert.equal(error.headers.get('retry-after'), '3');
+  });
+
+  test('request checks: tool call ids must be 9 alphanumerics; calls answered one for one', async () => {
+    const badId = await failure(
+      client.chat.complete({
+        model: 'mistral-test',
+        messages: [
+          { role: 'user', content: 'Time?' },
+          { role: 'assistant', content: '', toolCalls: [{ id: 'call_0fypS1hVX', type: 'function', function: { name: 'get_time', arguments: '{}' } }] },
+          { role: 'tool', toolCallId: 'call_0fypS1hVX', name: 'get_time', content: 'noon' },
+        ],
+      }),
+    );
+    assert.equal(badId.statusCode, 400);
+    assert.deepEqual(JSON.parse(badId.body), {
+      object: 'error',
+      message: 'Tool call id was call_0fypS1hVX but must be a-z, A-Z, 0-9, with a length of 9.',
+      type: 'invalid_function_call',
+      param: null,
+      code: '3280',
+      raw_status_code: 400,
+    });
+
+    const unanswered = await failure(
+      client.chat.complete({
+        model: 'mistral-test',
+        messages: [
+          { role: 'user', content: 'Weather and time?' },
+          {
+            role: 'assistant',
+            content: '',
+            toolCalls: [
+              { id: 'abcDEF123', type: 'function', function: { name: 'get_weather', arguments: '{}' } },
+              { id: 'ghiJKL456', type: 'function', function: { name: 'get_time', arguments: '{}' } },
+            ],
+          },
+          { role: 'tool', toolCallId: 'abcDEF123', name: 'get_weather', content: 'sunny' },
+          { role: 'user', content: 'And?' },
+        ],
+      }),
+    );
+    assert.equal(unanswered.statusCode, 400);
+    assert.match(JSON.parse(unanswered.body).message, /Not the same number of function calls and responses/);
+
+    fake.enqueue({ text: 'It is noon.' });
+    const ok = await client.chat.complete({
+      model: 'mistral-test',
+      messages: [
+        { role: 'user', content: 'Time?' },
+        { role: 'assistant', content: '', toolCalls: [{ id: 'abcDEF123', type: 'function', function: { name: 'get_time', arguments: '{}' } }] },
+        { role: 'tool', toolCallId: 'abcDEF123', name: 'get_time', content: 'noon' },
+      ],
+    });
+    assert.equal(ok.choices?.[0]?.message?.content, 'It is noon.');
+    assert.equal(ok.choices?.[0]?.finishReason, 'stop');
   });
 });
 

@@ -1,15 +1,17 @@
 /**
  * A scripted fake model: a real HTTP server speaking OpenAI's chat completions (streamed exactly
  * as OpenAI streams them, or whole) and embeddings, and on extra paths the wire protocols of
- * Anthropic Messages (`/anthropic/v1`) and Google Gemini (`/gemini/v1beta`). Each chat request,
- * whatever its protocol, takes the next scripted turn. Built for speed as well as tests: a
- * benchmark drives 1,000 concurrent slow streams through it.
+ * Anthropic Messages (`/anthropic/v1`), Google Gemini (`/gemini/v1beta`) and Mistral chat
+ * completions (`/mistral/v1`). Each chat request, whatever its protocol, takes the next scripted
+ * turn. Built for speed as well as tests: a benchmark drives 1,000 concurrent slow streams through
+ * it.
  */
 import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { handleAnthropic } from './fake-anthropic.js';
 import { handleGemini } from './fake-gemini.js';
+import { handleMistral } from './fake-mistral.js';
 import {
   finishReasonOf,
   hexId,
@@ -70,7 +72,7 @@ export interface FakeTurn {
   hang?: boolean;
 }
 
-export type FakeProtocol = 'openai' | 'anthropic' | 'gemini';
+export type FakeProtocol = 'openai' | 'anthropic' | 'gemini' | 'mistral';
 
 export interface RecordedRequest {
   /** Which wire the request came in on (by path prefix). */
@@ -92,6 +94,8 @@ export interface FakeModel {
   anthropicURL: string;
   /** Gemini: `…/gemini/v1beta` (POST `models/{model}:streamGenerateContent?alt=sse` / `:generateContent`; `/gemini/v1` too). */
   geminiURL: string;
+  /** Mistral: `…/mistral/v1` (POST `chat/completions`). */
+  mistralURL: string;
   requests: RecordedRequest[];
   /** FIFO: each chat request takes the next turn. */
   enqueue(...turns: FakeTurn[]): void;
@@ -147,6 +151,7 @@ export async function startFakeModel(): Promise<FakeModel> {
     url: `${root}/v1`,
     anthropicURL: `${root}/anthropic/v1`,
     geminiURL: `${root}/gemini/v1beta`,
+    mistralURL: `${root}/mistral/v1`,
     requests: [],
     enqueue(...turns) {
       queue.push(...turns);
@@ -250,6 +255,7 @@ export async function startFakeModel(): Promise<FakeModel> {
 const PROTOCOLS: Record<Exclude<FakeProtocol, 'openai'>, (routed: ProtocolRequest) => void> = {
   anthropic: handleAnthropic,
   gemini: handleGemini,
+  mistral: handleMistral,
 };
 
 /** The protocol of a path: its first segment when that names one, else OpenAI's. */
