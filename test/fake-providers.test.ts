@@ -1,10 +1,12 @@
 /**
- * The fake model's provider wires, proved with each provider's official SDK (the clients real
- * users run against the real services): Anthropic Messages (`@anthropic-ai/sdk`), Google Gemini
- * (`@google/genai`) and Mistral (`@mistralai/mistralai`). For each: a streamed text answer, two
- * parallel tool calls whose argument JSON comes back exactly, usage, the stop reason, a 429 seen
- * as that SDK's rate-limit error, and the request checks and mid-stream errors the provider has.
- * SDK retries are off, so failures are quick.
+ * The fake model's provider wires, proved with each provider's official SDK (the clients real users
+ * run against the real services): Anthropic Messages (`@anthropic-ai/sdk`), Google Gemini
+ * (`@google/genai`), Mistral (`@mistralai/mistralai`) and AWS Bedrock Converse
+ * (`@aws-sdk/client-bedrock-runtime`). For each: a streamed text answer, two parallel tool calls
+ * whose argument JSON comes back exactly, usage, the stop reason, a 429 seen as that SDK's
+ * rate-limit error, and the request checks and mid-stream errors the provider has. SDK retries are
+ * off, so failures are quick. The Bedrock client is given the SDK's HTTP/1.1 handler: the fake does
+ * not speak HTTP/2, the client's default.
  *
  * `@google/genai` 3.x declares `engines: node >=22`, but what these tests use (fetch, web streams)
  * runs on Node 20, so its tests run there too.
@@ -15,6 +17,16 @@ import Anthropic from '@anthropic-ai/sdk';
 import { ApiError, GoogleGenAI, Type, type Tool as GeminiTool } from '@google/genai';
 import { Mistral } from '@mistralai/mistralai';
 import { SDKError } from '@mistralai/mistralai/models/errors';
+import {
+  BedrockRuntimeClient,
+  ConverseCommand,
+  ConverseStreamCommand,
+  ThrottlingException,
+  ValidationException,
+  type ConverseStreamOutput,
+  type ToolConfiguration,
+} from '@aws-sdk/client-bedrock-runtime';
+import { NodeHttpHandler } from '@smithy/node-http-handler';
 import OpenAI from 'openai';
 import { startFakeModel, type FakeModel, type FakeTurn } from './helpers/fake-model.js';
 
@@ -466,6 +478,154 @@ describe('Mistral chat completions through @mistralai/mistralai', () => {
     });
     assert.equal(ok.choices?.[0]?.message?.content, 'It is noon.');
     assert.equal(ok.choices?.[0]?.finishReason, 'stop');
+  });
+});
+
+// ---------------------------------------------------------------- Bedrock
+
+describe('Bedrock Converse through @aws-sdk/client-bedrock-runtime', () => {
+  let client: BedrockRuntimeClient;
+  before(() => {
+    client = new BedrockRuntimeClient({
+      region: 'us-east-1',
+      endpoint: fake.bedrockURL,
+      credentials: { accessKeyId: 'AKIAFAKEFAKEFAKEFAKE', secretAccessKey: 'fake-secret' },
+      maxAttempts: 1,
+      // The runtime client defaults to HTTP/2 (NodeHttp2Handler; Bedrock serves h2 over TLS). The fake
+      // speaks HTTP/1.1 only, as does @ai-sdk/amazon-bedrock (fetch): the SDK's HTTP/1.1 handler.
+      requestHandler: new NodeHttpHandler(),
+    });
+  });
+  after(() => client?.destroy());
+  const MODEL_ID = 'anthropic.claude-test-v1:0';
+  const toolConfig: ToolConfiguration = {
+    tools: [
+      { toolSpec: { name: 'get_weather', inputSchema: { json: { type: 'object', properties: { city: { type: 'string' }, unit: { type: 'string' } } } } } },
+      { toolSpec: { name: 'get_time', inputSchema: { json: { type: 'object', properties: { tz: { type: 'string' } } } } } },
+    ],
+  };
+
+  async function events(stream: AsyncIterable<ConverseStreamOutput> | undefined): Promise<ConverseStreamOutput[]> {
+    const seen: ConverseStreamOutput[] = [];
+    for await (const event of stream ?? []) seen.push(event);
+    return seen;
+  }
+
+  test('a streamed text answer: event-stream frames, deltas by word, end_turn and usage metadata', async () => {
+    fake.enqueue({ text: TEXT, usage: { prompt_tokens: 12, completion_tokens: 9 } });
+    const response = await client.send(
+      new ConverseStreamCommand({
+        modelId: MODEL_ID,
+        system: [{ text: 'Be brief.' }],
+        messages: [{ role: 'user', content: [{ text: 'Say hello.' }] }],
+        inferenceConfig: { maxTokens: 128 },
+      }),
+    );
+    const seen = await events(response.stream);
+    const kinds = seen.map((event) => Object.keys(event).find((key) => (event as Json)[key] !== undefined));
+    assert.deepEqual(kinds, ['messageStart', ...WORDS.map(() => 'contentBlockDelta'), 'contentBlockStop', 'messageStop', 'metadata']);
+    assert.equal(seen[0]!.messageStart?.role, 'assistant');
+    assert.deepEqual(seen.flatMap((event) => (event.contentBlockDelta?.delta?.text !== undefined ? [event.contentBlockDelta.delta.text] : [])), WORDS);
+    assert.equal(seen.at(-2)!.messageStop?.stopReason, 'end_turn');
+    assert.deepEqual(seen.at(-1)!.metadata?.usage, { inputTokens: 12, outputTokens: 9, totalTokens: 21 });
+    assert.ok((seen.at(-1)!.metadata?.metrics?.latencyMs ?? 0) >= 1);
+
+    const [request] = fake.requests;
+    assert.equal(request!.protocol, 'bedrock');
+    assert.equal(decodeURIComponent(request!.path), `/bedrock/model/${MODEL_ID}/converse-stream`);
+    assert.match(String(request!.headers.authorization), /^AWS4-HMAC-SHA256 Credential=AKIAFAKEFAKEFAKEFAKE\//);
+    assert.deepEqual(request!.body.system, [{ text: 'Be brief.' }]);
+    assert.equal(request!.body.inferenceConfig.maxTokens, 128);
+  });
+
+  test('parallel tool calls: two toolUse blocks, their input pieces reassembled exactly, tool_use', async () => {
+    fake.enqueue(PARALLEL);
+    const response = await client.send(new ConverseStreamCommand({ modelId: MODEL_ID, toolConfig, messages: [{ role: 'user', content: [{ text: 'Weather and time?' }] }] }));
+    const seen = await events(response.stream);
+    const starts = seen.flatMap((event) => (event.contentBlockStart ? [event.contentBlockStart] : []));
+    assert.deepEqual(starts.map((start) => [start.contentBlockIndex, start.start?.toolUse?.name]), [[0, 'get_weather'], [1, 'get_time']]);
+    for (const start of starts) assert.match(start.start!.toolUse!.toolUseId!, /^tooluse_[A-Za-z0-9_-]{22}$/);
+    const inputs = new Map<number, string>();
+    for (const event of seen) {
+      const delta = event.contentBlockDelta;
+      if (delta?.delta?.toolUse) inputs.set(delta.contentBlockIndex!, (inputs.get(delta.contentBlockIndex!) ?? '') + delta.delta.toolUse.input);
+    }
+    assert.deepEqual([...inputs.entries()], [[0, WEATHER_ARGS], [1, TIME_ARGS]]);
+    assert.equal(seen.find((event) => event.messageStop)?.messageStop?.stopReason, 'tool_use');
+    assert.deepEqual(seen.at(-1)!.metadata?.usage, { inputTokens: 31, outputTokens: 17, totalTokens: 48 });
+  });
+
+  test('Converse (whole): text and toolUse with parsed input', async () => {
+    fake.enqueue({ text: 'Checking.', toolCalls: [{ name: 'get_time', arguments: TIME_ARGS }] });
+    const response = await client.send(new ConverseCommand({ modelId: MODEL_ID, toolConfig, messages: [{ role: 'user', content: [{ text: 'Time?' }] }] }));
+    const content = response.output?.message?.content ?? [];
+    assert.equal(content[0]?.text, 'Checking.');
+    assert.equal(content[1]?.toolUse?.name, 'get_time');
+    assert.deepEqual(content[1]?.toolUse?.input, { tz: 'Europe/Paris' });
+    assert.equal(response.stopReason, 'tool_use');
+    assert.ok(response.usage?.totalTokens);
+  });
+
+  test('429: ThrottlingException from x-amzn-errortype, status 429', async () => {
+    fake.enqueue({ status: 429 });
+    const error = await failure(client.send(new ConverseStreamCommand({ modelId: MODEL_ID, messages: [{ role: 'user', content: [{ text: 'hi' }] }] })));
+    assert.equal(error instanceof ThrottlingException, true, `a ThrottlingException, got ${error?.constructor?.name}: ${error}`);
+    assert.equal(error.name, 'ThrottlingException');
+    assert.equal(error.$metadata.httpStatusCode, 429);
+    assert.equal(error.message, 'Too many requests, please wait before trying again.');
+  });
+
+  test('a mid-stream exception frame (throttlingException) after the first events', async () => {
+    fake.enqueue({ text: TEXT, streamError: { afterEvents: 3, type: 'throttlingException', message: 'Too many tokens, please wait before trying again.' } });
+    const response = await client.send(new ConverseStreamCommand({ modelId: MODEL_ID, messages: [{ role: 'user', content: [{ text: 'hi' }] }] }));
+    const texts: string[] = [];
+    const error = await failure(
+      (async () => {
+        for await (const event of response.stream ?? []) if (event.contentBlockDelta?.delta?.text) texts.push(event.contentBlockDelta.delta.text);
+      })(),
+    );
+    assert.equal(error instanceof ThrottlingException, true, `a ThrottlingException, got ${error?.constructor?.name}: ${error}`);
+    assert.equal(error.message, 'Too many tokens, please wait before trying again.');
+    assert.deepEqual(texts, WORDS.slice(0, 2));
+  });
+
+  test('breakAfterChunks counts event-stream frames', async () => {
+    fake.enqueue({ text: TEXT, breakAfterChunks: 3 });
+    const response = await client.send(new ConverseStreamCommand({ modelId: MODEL_ID, messages: [{ role: 'user', content: [{ text: 'hi' }] }] }));
+    const texts: string[] = [];
+    await failure(
+      (async () => {
+        for await (const event of response.stream ?? []) if (event.contentBlockDelta?.delta?.text) texts.push(event.contentBlockDelta.delta.text);
+      })(),
+    );
+    assert.deepEqual(texts, WORDS.slice(0, 2));
+    assert.equal(fake.requests[0]!.chunksSent, 3);
+  });
+
+  test('request checks: toolUse must be answered by toolResult; unsigned requests are refused', async () => {
+    const unanswered = await failure(
+      client.send(
+        new ConverseCommand({
+          modelId: MODEL_ID,
+          messages: [
+            { role: 'user', content: [{ text: 'Time?' }] },
+            { role: 'assistant', content: [{ toolUse: { toolUseId: 'tooluse_a', name: 'get_time', input: {} } }] },
+            { role: 'user', content: [{ text: 'Well?' }] },
+          ],
+        }),
+      ),
+    );
+    assert.equal(unanswered instanceof ValidationException, true, `a ValidationException, got ${unanswered}`);
+    assert.equal(unanswered.$metadata.httpStatusCode, 400);
+    assert.match(unanswered.message, /Expected toolResult blocks at messages\.2\.content for the following Ids: tooluse_a/);
+
+    const unsigned = await fetch(`${fake.bedrockURL}/model/${encodeURIComponent(MODEL_ID)}/converse`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ messages: [{ role: 'user', content: [{ text: 'hi' }] }] }),
+    });
+    assert.equal(unsigned.status, 403);
+    assert.match(unsigned.headers.get('x-amzn-errortype') ?? '', /^MissingAuthenticationTokenException/);
   });
 });
 

@@ -1,15 +1,16 @@
 /**
- * A scripted fake model: a real HTTP server speaking OpenAI's chat completions (streamed exactly
- * as OpenAI streams them, or whole) and embeddings, and on extra paths the wire protocols of
- * Anthropic Messages (`/anthropic/v1`), Google Gemini (`/gemini/v1beta`) and Mistral chat
- * completions (`/mistral/v1`). Each chat request, whatever its protocol, takes the next scripted
- * turn. Built for speed as well as tests: a benchmark drives 1,000 concurrent slow streams through
- * it.
+ * A scripted fake model: a real HTTP server speaking OpenAI's chat completions (streamed exactly as
+ * OpenAI streams them, or whole) and embeddings, and on extra paths the wire protocols of Anthropic
+ * Messages (`/anthropic/v1`), Google Gemini (`/gemini/v1beta`), Mistral chat completions
+ * (`/mistral/v1`) and AWS Bedrock Converse (`/bedrock`). Each chat request, whatever its protocol,
+ * takes the next scripted turn. Built for speed as well as tests: a benchmark drives 1,000
+ * concurrent slow streams through it.
  */
 import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { handleAnthropic } from './fake-anthropic.js';
+import { handleBedrock } from './fake-bedrock.js';
 import { handleGemini } from './fake-gemini.js';
 import { handleMistral } from './fake-mistral.js';
 import {
@@ -72,7 +73,7 @@ export interface FakeTurn {
   hang?: boolean;
 }
 
-export type FakeProtocol = 'openai' | 'anthropic' | 'gemini' | 'mistral';
+export type FakeProtocol = 'openai' | 'anthropic' | 'gemini' | 'mistral' | 'bedrock';
 
 export interface RecordedRequest {
   /** Which wire the request came in on (by path prefix). */
@@ -96,6 +97,8 @@ export interface FakeModel {
   geminiURL: string;
   /** Mistral: `…/mistral/v1` (POST `chat/completions`). */
   mistralURL: string;
+  /** Bedrock runtime endpoint: `…/bedrock` (POST `model/{modelId}/converse-stream` / `converse`). */
+  bedrockURL: string;
   requests: RecordedRequest[];
   /** FIFO: each chat request takes the next turn. */
   enqueue(...turns: FakeTurn[]): void;
@@ -152,6 +155,7 @@ export async function startFakeModel(): Promise<FakeModel> {
     anthropicURL: `${root}/anthropic/v1`,
     geminiURL: `${root}/gemini/v1beta`,
     mistralURL: `${root}/mistral/v1`,
+    bedrockURL: `${root}/bedrock`,
     requests: [],
     enqueue(...turns) {
       queue.push(...turns);
@@ -256,6 +260,7 @@ const PROTOCOLS: Record<Exclude<FakeProtocol, 'openai'>, (routed: ProtocolReques
   anthropic: handleAnthropic,
   gemini: handleGemini,
   mistral: handleMistral,
+  bedrock: handleBedrock,
 };
 
 /** The protocol of a path: its first segment when that names one, else OpenAI's. */
