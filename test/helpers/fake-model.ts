@@ -1,37 +1,84 @@
 /**
  * A scripted fake model: a real HTTP server speaking OpenAI's chat completions (streamed exactly as
- * OpenAI streams them, or whole) and embeddings. Each chat request takes the next scripted turn.
- * Built for speed as well as tests: a benchmark drives 1,000 concurrent slow streams through it.
+ * OpenAI streams them, or whole) and embeddings, and on extra paths the wire protocols of Anthropic
+ * Messages (`/anthropic/v1`), Google Gemini (`/gemini/v1beta`), Mistral chat completions
+ * (`/mistral/v1`) and AWS Bedrock Converse (`/bedrock`). Each chat request, whatever its protocol,
+ * takes the next scripted turn. Built for speed as well as tests: a benchmark drives 1,000
+ * concurrent slow streams through it.
  */
 import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
+import { handleAnthropic } from './fake-anthropic.js';
+import { handleBedrock } from './fake-bedrock.js';
+import { handleGemini } from './fake-gemini.js';
+import { handleMistral } from './fake-mistral.js';
+import {
+  finishReasonOf,
+  hexId,
+  playTurn,
+  splitArguments,
+  sse,
+  sendJson,
+  textPieces,
+  toolCallsOf,
+  tokenCounts,
+  wholeText,
+  type ProtocolRequest,
+  type StreamError,
+} from './fake-wire.js';
 
 export interface FakeTurn {
   /** Streamed split into word-ish chunks (spaces kept), unless `chunks` is given. */
   text?: string;
   chunks?: string[];
-  /** Streamed like OpenAI: first piece id+name, then the arguments in a few pieces. */
+  /**
+   * Streamed like OpenAI: first piece id+name, then the arguments in a few pieces (Anthropic and
+   * Bedrock: the same pieces as their partial JSON; Mistral: each call whole; Gemini: each call a
+   * whole `functionCall` part, its arguments parsed). `id` default: the provider's id format.
+   */
   toolCalls?: { name: string; arguments: string; id?: string }[];
-  /** Default: `tool_calls` when there are tool calls, else `stop`. */
+  /**
+   * Default: `tool_calls` when there are tool calls, else `stop`. Mapped to each provider's stop
+   * reason (Anthropic / Bedrock: end_turn, max_tokens, tool_use, refusal / content_filtered;
+   * Gemini: STOP, MAX_TOKENS, STOP, SAFETY).
+   */
   finishReason?: 'stop' | 'length' | 'tool_calls' | 'content_filter';
-  /** Default: computed roughly from lengths. `null`: no usage at all (a server ignoring `include_usage`). */
+  /**
+   * Default: computed roughly from lengths. `null`: no usage at all (a server ignoring
+   * `include_usage`; Gemini: no usageMetadata, Mistral: no usage, Bedrock: no metadata event;
+   * Anthropic, whose messages always carry usage, reports the estimate).
+   */
   usage?: { prompt_tokens: number; completion_tokens: number } | null;
   /** Delay between stream chunks (slow streams). */
   chunkDelayMs?: number;
   /** Delay before the response headers. */
   firstByteDelayMs?: number;
-  /** An error response in OpenAI's error shape. */
+  /** An error response in the protocol's error shape (status mapped to the provider's error type). */
   status?: number;
   errorMessage?: string;
   retryAfter?: string;
-  /** Destroy the socket after this many SSE events (a broken stream). */
+  /** Destroy the socket after this many SSE events (event-stream frames for Bedrock): a broken stream. */
   breakAfterChunks?: number;
+  /**
+   * The stream fails midway: after `afterEvents` events (default 1) comes the protocol's error event
+   * and the stream ends (Anthropic `event: error`, Bedrock an exception frame, Gemini / OpenAI /
+   * Mistral a `data: {"error"...}` event). `type` is the provider's error type verbatim (e.g.
+   * `overloaded_error`, `throttlingException`, `UNAVAILABLE`); without it `status` (default: the
+   * provider's "overloaded", 529 Anthropic, 503 others) picks it. A whole (non-streamed) answer gets
+   * the same failure as an HTTP error status.
+   */
+  streamError?: { afterEvents?: number; type?: string; message?: string; status?: number };
   /** Accept the request and never answer. */
   hang?: boolean;
 }
 
+export type FakeProtocol = 'openai' | 'anthropic' | 'gemini' | 'mistral' | 'bedrock';
+
 export interface RecordedRequest {
+  /** Which wire the request came in on (by path prefix). */
+  protocol: FakeProtocol;
+  method: string;
   path: string;
   query: Record<string, string>;
   headers: Record<string, string | string[] | undefined>;
@@ -44,6 +91,14 @@ export interface RecordedRequest {
 export interface FakeModel {
   /** e.g. http://127.0.0.1:PORT/v1 */
   url: string;
+  /** Anthropic Messages: base URL for clients, `…/anthropic/v1` (POST `messages`). */
+  anthropicURL: string;
+  /** Gemini: `…/gemini/v1beta` (POST `models/{model}:streamGenerateContent?alt=sse` / `:generateContent`; `/gemini/v1` too). */
+  geminiURL: string;
+  /** Mistral: `…/mistral/v1` (POST `chat/completions`). */
+  mistralURL: string;
+  /** Bedrock runtime endpoint: `…/bedrock` (POST `model/{modelId}/converse-stream` / `converse`). */
+  bedrockURL: string;
   requests: RecordedRequest[];
   /** FIFO: each chat request takes the next turn. */
   enqueue(...turns: FakeTurn[]): void;
@@ -94,8 +149,13 @@ export async function startFakeModel(): Promise<FakeModel> {
   });
   const { port } = server.address() as AddressInfo;
 
+  const root = `http://127.0.0.1:${port}`;
   const fake: FakeModel = {
-    url: `http://127.0.0.1:${port}/v1`,
+    url: `${root}/v1`,
+    anthropicURL: `${root}/anthropic/v1`,
+    geminiURL: `${root}/gemini/v1beta`,
+    mistralURL: `${root}/mistral/v1`,
+    bedrockURL: `${root}/bedrock`,
     requests: [],
     enqueue(...turns) {
       queue.push(...turns);
@@ -125,7 +185,10 @@ export async function startFakeModel(): Promise<FakeModel> {
         invalidJson = true;
       }
     }
+    const protocol = protocolOf(url.pathname);
     const recorded: RecordedRequest = {
+      protocol,
+      method: request.method ?? 'GET',
       path: url.pathname,
       query: Object.fromEntries(url.searchParams),
       headers: request.headers,
@@ -135,6 +198,10 @@ export async function startFakeModel(): Promise<FakeModel> {
     };
     fake.requests.push(recorded);
 
+    if (protocol !== 'openai') {
+      const routed: ProtocolRequest = { request, response, url, recorded, invalidJson, takeTurn: () => takeTurn(recorded) };
+      return PROTOCOLS[protocol](routed);
+    }
     if (invalidJson) return sendError(response, 400, 'We could not parse the JSON body of your request.');
     if (request.method === 'GET' && url.pathname.endsWith('/models')) {
       return sendJson(response, 200, {
@@ -151,39 +218,37 @@ export async function startFakeModel(): Promise<FakeModel> {
       return;
     }
     if (request.method === 'POST' && url.pathname.endsWith('/chat/completions')) {
-      const turn = handler?.(recorded) ?? queue.shift() ?? fake.defaultTurn;
-      return chatCompletion(recorded, response, turn);
+      return chatCompletion(recorded, response, takeTurn(recorded));
     }
     sendError(response, 404, `Unknown request URL: ${request.method} ${url.pathname}`);
   }
 
+  function takeTurn(recorded: RecordedRequest): FakeTurn {
+    return handler?.(recorded) ?? queue.shift() ?? fake.defaultTurn;
+  }
+
   function chatCompletion(recorded: RecordedRequest, response: ServerResponse, turn: FakeTurn): void {
-    if (turn.hang) return; // answered by close(), or by the client going away
-    const respond = () => {
-      if (response.destroyed) return;
-      if (turn.status !== undefined && (turn.status < 200 || turn.status >= 300)) {
-        return sendError(response, turn.status, turn.errorMessage ?? defaultErrorMessage(turn.status), turn.retryAfter);
-      }
-      const body = recorded.body ?? {};
-      const model = typeof body.model === 'string' ? body.model : 'fake-model';
-      const id = `chatcmpl-fake${(completionCounter += 1).toString(36)}`;
-      const created = Math.floor(Date.now() / 1000);
-      if (body.stream === true) {
-        const events = streamEvents(turn, id, created, model, body);
-        return writeStream(recorded, response, events, turn.chunkDelayMs ?? 0, turn.breakAfterChunks);
-      }
-      if (turn.breakAfterChunks !== undefined) {
-        response.socket?.destroy();
-        return;
-      }
-      sendJson(response, 200, completionObject(turn, id, created, model, body));
-    };
-    if (turn.firstByteDelayMs && turn.firstByteDelayMs > 0) {
-      const timer = setTimeout(respond, turn.firstByteDelayMs);
-      response.once('close', () => clearTimeout(timer));
-    } else {
-      respond();
-    }
+    const body = recorded.body ?? {};
+    const model = typeof body.model === 'string' ? body.model : 'fake-model';
+    const id = `chatcmpl-fake${(completionCounter += 1).toString(36)}`;
+    const created = Math.floor(Date.now() / 1000);
+    playTurn(recorded, response, turn, {
+      error: (status, message, retryAfter) => sendError(response, status, message ?? defaultErrorMessage(status), retryAfter),
+      streamErrorStatus: 503,
+      stream:
+        body.stream === true
+          ? {
+              headers: {
+                'content-type': 'text/event-stream; charset=utf-8',
+                'cache-control': 'no-cache',
+                'x-request-id': `req_${randomBytes(8).toString('hex')}`,
+              },
+              frames: () => streamEvents(turn, id, created, model, body),
+              errorFrame: (error) => streamErrorEvent(error),
+            }
+          : undefined,
+      whole: () => sendJson(response, 200, completionObject(turn, id, created, model, body)),
+    });
   }
 
   return fake;
@@ -191,57 +256,29 @@ export async function startFakeModel(): Promise<FakeModel> {
 
 // ------------------------------------------------------------------ chat completions
 
-function writeStream(
-  recorded: RecordedRequest,
-  response: ServerResponse,
-  events: string[],
-  delayMs: number,
-  breakAfter: number | undefined,
-): void {
-  response.writeHead(200, {
-    'content-type': 'text/event-stream; charset=utf-8',
-    'cache-control': 'no-cache',
-    'x-request-id': `req_${randomBytes(8).toString('hex')}`,
-  });
-  response.flushHeaders();
-  let next = 0;
-  let timer: NodeJS.Timeout | undefined;
-  response.once('close', () => clearTimeout(timer));
+const PROTOCOLS: Record<Exclude<FakeProtocol, 'openai'>, (routed: ProtocolRequest) => void> = {
+  anthropic: handleAnthropic,
+  gemini: handleGemini,
+  mistral: handleMistral,
+  bedrock: handleBedrock,
+};
 
-  // Writes events until one needs a delay (then a timer continues), a loop rather than recursion
-  // so undelayed streams of any length never grow the stack.
-  const writeNext = (): void => {
-    timer = undefined;
-    for (;;) {
-      if (response.destroyed) return;
-      if (breakAfter !== undefined && next >= breakAfter) {
-        response.socket?.destroy();
-        return;
-      }
-      if (next === events.length) {
-        response.end();
-        return;
-      }
-      const event = events[next++]!;
-      recorded.chunksSent = next;
-      if (breakAfter !== undefined && next >= breakAfter) {
-        // Let the last event reach the client before the connection breaks.
-        response.write(event, () => response.socket?.destroy());
-        return;
-      }
-      response.write(event);
-      if (delayMs > 0) {
-        timer = setTimeout(writeNext, delayMs);
-        return;
-      }
-    }
-  };
-  writeNext();
+/** The protocol of a path: its first segment when that names one, else OpenAI's. */
+function protocolOf(path: string): FakeProtocol {
+  const end = path.indexOf('/', 1);
+  const first = path.slice(1, end === -1 ? undefined : end);
+  return Object.hasOwn(PROTOCOLS, first) ? (first as FakeProtocol) : 'openai';
+}
+
+/** OpenAI's mid-stream error: a data event with an `error` object, then the stream ends. */
+function streamErrorEvent(error: StreamError): string {
+  const type = error.type ?? (error.status === 429 ? 'requests' : error.status >= 500 ? 'server_error' : 'invalid_request_error');
+  return sse({ error: { message: error.message ?? defaultErrorMessage(error.status), type, param: null, code: null } });
 }
 
 function streamEvents(turn: FakeTurn, id: string, created: number, model: string, body: any): string[] {
   const toolCalls = withIds(turn.toolCalls ?? []);
-  const pieces = turn.chunks ?? splitWords(turn.text ?? '');
+  const pieces = textPieces(turn);
   const chunk = (delta: object, finishReason: string | null = null) =>
     sse({
       id,
@@ -281,7 +318,7 @@ function streamEvents(turn: FakeTurn, id: string, created: number, model: string
 
 function completionObject(turn: FakeTurn, id: string, created: number, model: string, body: any): object {
   const toolCalls = withIds(turn.toolCalls ?? []);
-  const text = turn.chunks ? turn.chunks.join('') : (turn.text ?? '');
+  const text = wholeText(turn);
   const usage = usageOf(turn, body, text, toolCalls);
   return {
     id,
@@ -319,11 +356,7 @@ function firstToolCallPiece(call: { id: string; name: string }, index: number) {
 }
 
 function withIds(calls: NonNullable<FakeTurn['toolCalls']>): { name: string; arguments: string; id: string }[] {
-  return calls.map((call) => ({ ...call, id: call.id ?? `call_${randomBytes(12).toString('hex').slice(0, 24)}` }));
-}
-
-function finishReasonOf(turn: FakeTurn): string {
-  return turn.finishReason ?? (turn.toolCalls && turn.toolCalls.length > 0 ? 'tool_calls' : 'stop');
+  return toolCallsOf({ toolCalls: calls }, () => `call_${hexId(24)}`);
 }
 
 function includeUsage(body: any): boolean {
@@ -331,10 +364,10 @@ function includeUsage(body: any): boolean {
 }
 
 function usageOf(turn: FakeTurn, body: any, text: string, toolCalls: { name: string; arguments: string }[]) {
-  if (turn.usage === null) return null;
-  const prompt = turn.usage?.prompt_tokens ?? Math.max(1, Math.ceil(JSON.stringify(body?.messages ?? []).length / 4));
-  const completionLength = text.length + toolCalls.reduce((sum, call) => sum + call.name.length + call.arguments.length, 0);
-  const completion = turn.usage?.completion_tokens ?? Math.max(1, Math.ceil(completionLength / 4));
+  const counts = tokenCounts(turn, body?.messages, text, toolCalls);
+  if (!counts) return null;
+  const prompt = counts.input;
+  const completion = counts.output;
   return {
     prompt_tokens: prompt,
     completion_tokens: completion,
@@ -342,23 +375,6 @@ function usageOf(turn: FakeTurn, body: any, text: string, toolCalls: { name: str
     prompt_tokens_details: { cached_tokens: 0, audio_tokens: 0 },
     completion_tokens_details: { reasoning_tokens: 0, audio_tokens: 0, accepted_prediction_tokens: 0, rejected_prediction_tokens: 0 },
   };
-}
-
-/** "Hello there, world" → ["Hello", " there,", " world"]: joined, they give the text back. */
-function splitWords(text: string): string[] {
-  return text.match(/\s*\S+|\s+/g) ?? [];
-}
-
-function splitArguments(text: string): string[] {
-  if (text === '') return [];
-  const size = Math.max(1, Math.ceil(text.length / 3));
-  const pieces: string[] = [];
-  for (let start = 0; start < text.length; start += size) pieces.push(text.slice(start, start + size));
-  return pieces;
-}
-
-function sse(data: object): string {
-  return `data: ${JSON.stringify(data)}\n\n`;
 }
 
 // ------------------------------------------------------------------ embeddings
@@ -438,17 +454,6 @@ function readBody(request: IncomingMessage): Promise<string> {
     request.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
     request.on('error', reject);
   });
-}
-
-function sendJson(response: ServerResponse, status: number, body: object, extraHeaders: Record<string, string> = {}): void {
-  if (response.destroyed) return;
-  const text = JSON.stringify(body);
-  response.writeHead(status, {
-    'content-type': 'application/json',
-    'content-length': Buffer.byteLength(text),
-    ...extraHeaders,
-  });
-  response.end(text);
 }
 
 function sendError(response: ServerResponse, status: number, message: string, retryAfter?: string, param: string | null = null): void {
