@@ -347,8 +347,11 @@ const RETRYABLE_ERROR_TYPES = /overloaded|rate_limit|throttl|unavailable|interna
 function toProviderError(error: unknown, provider: string): unknown {
   if (error instanceof ProviderError) return error;
   if (APICallError.isInstance(error)) {
-    const message = upstreamMessage(error.responseBody) ?? error.message;
-    return new ProviderError(truncate(message, 1_000), error.statusCode ?? null, { retryAfterMs: retryAfterMs(error.responseHeaders), cause: error });
+    // A 2xx whose body could not be read (a stream cut off as it began) is a broken answer, not a refusal.
+    const status = error.statusCode !== undefined && error.statusCode >= 400 ? error.statusCode : null;
+    const cause = error.cause instanceof Error ? `: ${describe(error.cause)}` : '';
+    const message = status === null ? `${error.message}${cause}` : (upstreamMessage(error.responseBody) ?? error.message);
+    return new ProviderError(truncate(message, 1_000), status, { retryAfterMs: retryAfterMs(error.responseHeaders), cause: error });
   }
   if (error instanceof Error) {
     if (error.name === 'AbortError' || error.name === 'TimeoutError') return error;
