@@ -341,6 +341,21 @@ function retryAfterMs(headers: Record<string, string> | undefined): number | nul
   return Number.isNaN(date) ? null : Math.max(0, date - Date.now());
 }
 
+/** Google's errors say when to retry in the body: `details: [{"@type": "…RetryInfo", "retryDelay": "2s"}]`. */
+function retryDelayMs(body: string | undefined): number | null {
+  if (!body || !body.includes('retryDelay')) return null;
+  try {
+    const details = (JSON.parse(body) as { error?: { details?: { retryDelay?: unknown }[] } }).error?.details ?? [];
+    for (const detail of details) {
+      const match = typeof detail.retryDelay === 'string' ? /^(\d+(?:\.\d+)?)s$/.exec(detail.retryDelay) : null;
+      if (match) return Math.round(Number(match[1]) * 1000);
+    }
+  } catch {
+    // not JSON
+  }
+  return null;
+}
+
 /** Mid-stream error events that mean "try again" (Anthropic's overloaded_error, Bedrock's throttlingException, …). */
 const RETRYABLE_ERROR_TYPES = /overloaded|rate_limit|throttl|unavailable|internal|api_error|timeout|exhausted/i;
 
@@ -351,7 +366,7 @@ function toProviderError(error: unknown, provider: string): unknown {
     const status = error.statusCode !== undefined && error.statusCode >= 400 ? error.statusCode : null;
     const cause = error.cause instanceof Error ? `: ${describe(error.cause)}` : '';
     const message = status === null ? `${error.message}${cause}` : (upstreamMessage(error.responseBody) ?? error.message);
-    return new ProviderError(truncate(message, 1_000), status, { retryAfterMs: retryAfterMs(error.responseHeaders), cause: error });
+    return new ProviderError(truncate(message, 1_000), status, { retryAfterMs: retryAfterMs(error.responseHeaders) ?? retryDelayMs(error.responseBody), cause: error });
   }
   if (error instanceof Error) {
     if (error.name === 'AbortError' || error.name === 'TimeoutError') return error;
