@@ -16,6 +16,7 @@ import { preparedDataDir, tempDir } from './helpers/storage.js';
 
 const MASTER_KEY = `sk-cli-master-${randomBytes(8).toString('hex')}`;
 const UPSTREAM_KEY = `sk-upstream-${randomBytes(8).toString('hex')}`;
+const ANTHROPIC_KEY = `sk-ant-${randomBytes(8).toString('hex')}`;
 
 // ---------------------------------------------------------------------------------------------
 // child process plumbing
@@ -180,7 +181,7 @@ general_settings:
   `,
       );
       const server = await serve(['--config', config, '--data-dir', dir], {
-        env: assistdEnv({ UPSTREAM_KEY, CLI_MK: MASTER_KEY }),
+        env: assistdEnv({ UPSTREAM_KEY, CLI_MK: MASTER_KEY, ANTHROPIC_API_KEY: ANTHROPIC_KEY }),
         models: 3,
       });
       const { cli } = server;
@@ -196,6 +197,8 @@ general_settings:
         // A provider that is not served is named in a warning, not silently routed.
         assert.match(cli.stderr, /model_list\[3\] \(palm\): provider 'sagemaker' is not supported/);
         assert.doesNotMatch(cli.stdout, /models: none configured/);
+        // Prefixed names with no model_list entry: by the provider's environment key, and Ollama with none.
+        assert.match(cli.stdout, /^assistd: models by provider prefix, with no model_list entry: ollama\/ \(no key, http:\/\/127\.0\.0\.1:11434\/\), anthropic\/ \(ANTHROPIC_API_KEY\)$/m);
         assert.deepEqual(
           warningLines(cli),
           [warningLines(cli).find((line) => line.startsWith("assistd: warning: model_list[3] (palm): provider 'sagemaker' is not supported (supported: openai, azure,")) ?? 'missing'],
@@ -215,7 +218,7 @@ general_settings:
         await cli.stop();
       }
       await assertStopped(cli);
-      assertNoSecrets(cli, MASTER_KEY, UPSTREAM_KEY);
+      assertNoSecrets(cli, MASTER_KEY, UPSTREAM_KEY, ANTHROPIC_KEY);
     });
 
     test('without a master key: warns, and binds 127.0.0.1 when --host is not given', async () => {

@@ -23,6 +23,7 @@ const PROVIDERS: Provider[] = ['openai', 'azure', 'anthropic', 'gemini', 'mistra
 
 const sandboxProblem = await new BubblewrapDriver(SANDBOX_DEFAULTS).check();
 const POLL = { pollIntervalMs: 10 };
+const PNG_1X1 = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==', 'base64');
 
 let fake: FakeModel;
 let server: TestServer;
@@ -207,6 +208,33 @@ for (const provider of PROVIDERS) {
       assert.equal(failed.status, 'failed');
       assert.equal(failed.last_error.code, 'invalid_prompt');
       assert.match(failed.last_error.message, /this prompt is not acceptable here/);
+    });
+
+    test('an image_file part reaches the model as an image in its own format', async () => {
+      const image: Json = await server.client.files.create({ file: await toFile(PNG_1X1, 'dot.png'), purpose: 'vision' });
+      const assistant = await server.client.beta.assistants.create({ model });
+      const thread = await server.client.beta.threads.create({
+        messages: [{ role: 'user', content: [{ type: 'text', text: 'What is this?' }, { type: 'image_file', image_file: { file_id: image.id } }] }],
+      });
+      const seen = fake.requests.length;
+      fake.enqueue({ text: 'A dot.' });
+      const run: Json = await withTimeout(server.client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: assistant.id }, POLL), 'createAndPoll');
+      assert.equal(run.status, 'completed', JSON.stringify(run.last_error));
+      const body = modelRequests(provider, seen)[0]!.body;
+      const base64 = PNG_1X1.toString('base64');
+      const sent =
+        provider === 'anthropic'
+          ? body.messages[0].content.find((block: Json) => block.type === 'image')?.source
+          : provider === 'gemini'
+            ? body.contents[0].parts.find((part: Json) => part.inlineData)?.inlineData
+            : provider === 'bedrock'
+              ? body.messages[0].content.find((block: Json) => block.image)?.image
+              : body.messages.find((message: Json) => message.role === 'user').content.find((part: Json) => part.type === 'image_url')?.image_url;
+      assert.ok(sent, `an image in ${JSON.stringify(body).slice(0, 400)}`);
+      const text = JSON.stringify(sent);
+      assert.ok(text.includes(base64) || text.includes(Buffer.from(PNG_1X1).toString('base64').replace(/=+$/, '')), `the PNG's bytes: ${text.slice(0, 200)}`);
+      if (provider === 'anthropic') assert.equal(sent.media_type, 'image/png');
+      if (provider === 'gemini') assert.equal(sent.mimeType, 'image/png');
     });
 
     test('file_search: the search runs here, its passages go back to the model, the answer completes', async () => {
