@@ -289,7 +289,7 @@ const DEFAULT_COOLDOWN_SECONDS = 5;
 function parseFallbacks(value: unknown, path: string): Record<string, string[]> {
   if (value === undefined || value === null) return {};
   if (!Array.isArray(value)) throw new ConfigError(path, 'expected a list such as [{"gpt-4o": ["claude-3-5-sonnet"]}]');
-  const fallbacks: Record<string, string[]> = {};
+  const fallbacks: Record<string, string[]> = Object.create(null) as Record<string, string[]>;
   value.forEach((entry, index) => {
     if (!isRecord(entry)) throw new ConfigError(`${path}[${index}]`, 'expected a mapping of model_name to a list of model_names');
     for (const [name, targets] of Object.entries(entry)) {
@@ -297,7 +297,7 @@ function parseFallbacks(value: unknown, path: string): Record<string, string[]> 
       if (!Array.isArray(list) || !list.every((item) => typeof item === 'string' && item !== '')) {
         throw new ConfigError(`${path}[${index}].${name}`, 'expected a list of model_names');
       }
-      fallbacks[name] = [...(fallbacks[name] ?? []), ...(list as string[])];
+      fallbacks[name] = [...(Object.hasOwn(fallbacks, name) ? fallbacks[name]! : []), ...(list as string[])];
     }
   });
   return fallbacks;
@@ -305,7 +305,7 @@ function parseFallbacks(value: unknown, path: string): Record<string, string[]> 
 
 /** `router_settings` and `litellm_settings` both carry routing keys in LiteLLM's configs; the router's win. */
 function parseRouter(routerValue: unknown, litellmValue: unknown, ignored: string[]): RouterSettings {
-  const router: RouterSettings = { routingStrategy: 'simple-shuffle', fallbacks: {}, cooldownSeconds: DEFAULT_COOLDOWN_SECONDS, dropParams: false };
+  const router: RouterSettings = { routingStrategy: 'simple-shuffle', fallbacks: Object.create(null) as Record<string, string[]>, cooldownSeconds: DEFAULT_COOLDOWN_SECONDS, dropParams: false };
   const sections: [string, unknown][] = [
     ['litellm_settings', litellmValue],
     ['router_settings', routerValue],
@@ -319,7 +319,7 @@ function parseRouter(routerValue: unknown, litellmValue: unknown, ignored: strin
         if (!ROUTING_STRATEGIES.includes(raw as (typeof ROUTING_STRATEGIES)[number])) throw new ConfigError(path, `expected one of ${ROUTING_STRATEGIES.join(', ')}`);
         router.routingStrategy = raw as RouterSettings['routingStrategy'];
       } else if (key === 'fallbacks') {
-        router.fallbacks = { ...router.fallbacks, ...parseFallbacks(raw, path) };
+        router.fallbacks = Object.assign(Object.create(null) as Record<string, string[]>, router.fallbacks, parseFallbacks(raw, path));
       } else if (key === 'cooldown_time') {
         const number = Number(raw);
         if (raw === null || raw === '' || !Number.isFinite(number) || number < 0) throw new ConfigError(path, 'expected a non-negative number of seconds');
@@ -354,11 +354,14 @@ function parsePassthrough(value: unknown, ignored: string[]): PassthroughSetting
   const path = 'assistant_settings.litellm_params';
   const apiBase = optionalString(params, 'api_base', path) ?? (provider === 'openai' ? 'https://api.openai.com/v1' : null);
   if (apiBase === null) throw new ConfigError(`${path}.api_base`, 'required for custom_llm_provider azure');
+  let protocol: string;
   try {
-    new URL(apiBase);
+    protocol = new URL(apiBase).protocol;
   } catch {
     throw new ConfigError(`${path}.api_base`, `not a URL: ${apiBase}`);
   }
+  // `localhost:4000/v1` parses as a URL of scheme `localhost:`
+  if (protocol !== 'http:' && protocol !== 'https:') throw new ConfigError(`${path}.api_base`, `expected an http:// or https:// URL, not ${apiBase}`);
   let timeoutSeconds = DEFAULT_PASSTHROUGH_TIMEOUT_SECONDS;
   if (params.timeout !== undefined && params.timeout !== null) {
     timeoutSeconds = Number(params.timeout);

@@ -35,12 +35,20 @@ function params(provider: Provider, timeout?: number): Record<string, unknown> {
 before(async () => {
   fake = await startFakeModel();
   const config = parseConfig({
-    model_list: PROVIDERS.flatMap((provider) => [
-      { model_name: provider, litellm_params: params(provider) },
-      { model_name: `${provider}-quick`, litellm_params: params(provider, 0.3) },
-    ]),
+    model_list: [
+      ...PROVIDERS.flatMap((provider) => [
+        { model_name: provider, litellm_params: params(provider) },
+        { model_name: `${provider}-quick`, litellm_params: params(provider, 0.3) },
+      ]),
+      // LiteLLM's wildcard habits: the part `*` matched replaces the `*` of the upstream model.
+      { model_name: 'anthropic/*', litellm_params: { model: 'anthropic/*', api_base: fake.anthropicURL, api_key: 'k' } },
+      { model_name: 'my-*', litellm_params: { model: 'mistral/mistral-*', api_base: fake.mistralURL, api_key: 'k' } },
+      // No api_key: the provider's environment key, as in LiteLLM.
+      { model_name: 'keyed-by-env', litellm_params: { model: 'gemini/gemini-2.0-flash', api_base: fake.geminiURL } },
+      { model_name: 'no-key', litellm_params: { model: 'anthropic/claude-3-5-haiku-20241022', api_base: fake.anthropicURL } },
+    ],
   });
-  registry = new ModelRegistry(config.modelList, { ...config.settings, modelMaxRetries: 0 }, {}, config.router);
+  registry = new ModelRegistry(config.modelList, { ...config.settings, modelMaxRetries: 0 }, { GEMINI_API_KEY: 'gemini-from-env' }, config.router);
 });
 after(() => fake?.close());
 
@@ -154,6 +162,41 @@ for (const provider of PROVIDERS) {
     });
   });
 }
+
+describe('deployments', () => {
+  test('wildcards send what `*` matched in place of the upstream model\'s `*`', async () => {
+    const seen = fake.requests.length;
+    fake.enqueue({ text: 'one' }, { text: 'two' });
+    for (const name of ['anthropic/claude-3-haiku-20240307', 'my-large-latest']) {
+      for await (const part of registry.resolve(name)!.stream(REQUEST, { signal: new AbortController().signal })) void part;
+    }
+    const [anthropic, mistral] = fake.requests.slice(seen);
+    assert.equal(anthropic!.body.model, 'claude-3-haiku-20240307');
+    assert.equal(mistral!.body.model, 'mistral-large-latest');
+  });
+
+  test('an entry without api_key takes the environment key; with none either it is a warning, not a route', async () => {
+    const seen = fake.requests.length;
+    await collect('keyed-by-env', { text: 'hi' });
+    assert.equal(fake.requests[seen]!.headers['x-goog-api-key'], 'gemini-from-env');
+    assert.equal(registry.has('no-key'), false);
+    assert.match(registry.warnings.join('\n'), /\(no-key\): no api_key \(litellm_params\.api_key, or ANTHROPIC_API_KEY in the environment\)/);
+  });
+
+  test('images a provider cannot take are a 400 before anything is sent, not a retryable failure', async () => {
+    const seen = fake.requests.length;
+    for (const url of ['http://a b/x.png', 'data:image/png,%ZZ', 'https://example.com/picture']) {
+      const request: ModelRequest = { messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url } }] }] };
+      const error = await (async () => {
+        for await (const part of registry.resolve('bedrock')!.stream(request, { signal: new AbortController().signal })) void part;
+      })().then(() => null, (caught: unknown) => caught);
+      assert.ok(error instanceof ProviderError, `${url}: ${String(error)}`);
+      assert.equal(error.isRetryable, false, `${url}: ${error.message}`);
+      assert.equal(error.statusCode, 400);
+    }
+    assert.equal(fake.requests.length, seen);
+  });
+});
 
 describe('the prompt mapping', () => {
   test('system, text and image parts, tool calls with their inputs, consecutive tool results in one message', () => {

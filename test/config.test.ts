@@ -482,10 +482,38 @@ describe('assistant_settings (passthrough)', () => {
   test('bad values are ConfigErrors naming the key; unknown keys are reported as ignored', () => {
     assertConfigError(() => parseConfig({ assistant_settings: { custom_llm_provider: 'anthropic' } }, {}), 'assistant_settings.custom_llm_provider');
     assertConfigError(() => parseConfig({ assistant_settings: { litellm_params: { api_base: 'not a url' } } }, {}), 'assistant_settings.litellm_params.api_base');
+    // A URL without its scheme parses as one of scheme `localhost:`: refused at start, not a 500 per request.
+    assertConfigError(() => parseConfig({ assistant_settings: { litellm_params: { api_base: 'localhost:4000/v1' } } }, {}), 'assistant_settings.litellm_params.api_base');
     for (const timeout of [0, -1, 'soon', '']) {
       assertConfigError(() => parseConfig({ assistant_settings: { litellm_params: { timeout } } }, {}), 'assistant_settings.litellm_params.timeout');
     }
     const config = parseConfig({ assistant_settings: { litellm_params: { organization: 'org' }, extra: 1 } }, {});
     assert.deepEqual(config.ignoredKeys.sort(), ['assistant_settings.extra', 'assistant_settings.litellm_params.organization']);
+  });
+});
+
+describe('router_settings and litellm_settings (routing)', () => {
+  test('routing_strategy, fallbacks from both sections, cooldown_time and drop_params; an own __proto__ key is a name', () => {
+    const config = parseConfig(
+      {
+        router_settings: { routing_strategy: 'least-busy', fallbacks: [{ gpt: ['claude'] }, { ['__proto__']: ['x'] }], cooldown_time: 2 },
+        litellm_settings: { drop_params: true, fallbacks: [{ '*': 'y' }], success_callback: ['langfuse'] },
+      },
+      {},
+    );
+    assert.equal(config.router.routingStrategy, 'least-busy');
+    assert.equal(config.router.cooldownSeconds, 2);
+    assert.equal(config.router.dropParams, true);
+    assert.deepEqual({ ...config.router.fallbacks }, { '*': ['y'], gpt: ['claude'], ['__proto__']: ['x'] });
+    assert.equal(Object.getPrototypeOf(config.router.fallbacks), null);
+    assert.deepEqual(config.ignoredKeys, ['litellm_settings.success_callback']);
+  });
+
+  test('bad values are ConfigErrors naming the key', () => {
+    assertConfigError(() => parseConfig({ router_settings: { routing_strategy: 'usage-based-routing-v2' } }, {}), 'router_settings.routing_strategy');
+    assertConfigError(() => parseConfig({ router_settings: { fallbacks: { gpt: ['claude'] } } }, {}), 'router_settings.fallbacks');
+    assertConfigError(() => parseConfig({ litellm_settings: { fallbacks: [{ gpt: [1] }] } }, {}), 'litellm_settings.fallbacks[0].gpt');
+    assertConfigError(() => parseConfig({ litellm_settings: { drop_params: 'yes' } }, {}), 'litellm_settings.drop_params');
+    assertConfigError(() => parseConfig({ router_settings: { cooldown_time: -1 } }, {}), 'router_settings.cooldown_time');
   });
 });

@@ -307,9 +307,11 @@ describe('parameters a provider lacks (drop_params)', () => {
   test("a temperature over Anthropic's range is a clear failure, or clamped with drop_params", async () => {
     const thread = await server.client.beta.threads.create({ messages: [{ role: 'user', content: 'Hi' }] });
     const strict = await assistantFor('anthropic-model', { temperature: 1.5 });
+    const before = fake.requests.length;
     const failed: Json = await withTimeout(server.client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: strict.id }, POLL), 'createAndPoll');
     assert.equal(failed.status, 'failed');
-    assert.match(failed.last_error.message, /temperature.*drop_params/);
+    assert.match(failed.last_error.message, /temperature 1\.5 \(its range is 0 to 1\).*drop_params/);
+    assert.equal(modelRequests('anthropic', before).length, 0, 'refused before anything was sent');
     const lenient = await assistantFor('anthropic-dropping', { temperature: 1.5 });
     const seen = fake.requests.length;
     fake.enqueue({ text: 'Fine.' });
@@ -339,10 +341,19 @@ describe('routing', () => {
     assert.ok(registry.has('ollama/llama3.2'));
     assert.equal(registry.has('mistral/mistral-small'), false, 'no MISTRAL_API_KEY');
     assert.equal(registry.has('claude-3-haiku'), false, 'no prefix, no route');
+    // Names are names: inherited members of an object are no provider.
+    for (const name of ['constructor/x', '__proto__/x', 'toString/y', 'hasOwnProperty/z']) assert.equal(registry.has(name), false, name);
     assert.deepEqual(registry.environmentProviders.map((line) => line.split(' ')[0]), ['ollama/', 'anthropic/', 'gemini/']);
     const none = new ModelRegistry(config.modelList, config.settings, {});
     assert.ok(none.has('ollama/llama3.2'), 'a local Ollama with no key and no config');
     assert.equal(none.has('anthropic/claude-3-haiku-20240307'), false);
+  });
+
+  test("a model name that is an object's own member is a 400, never a 500", async () => {
+    for (const model of ['constructor/x', '__proto__/x', 'constructor']) {
+      const error: Json = await server.client.beta.assistants.create({ model }).then(() => null, (caught: unknown) => caught);
+      assert.equal(error?.status, 400, `${model}: ${error?.message}`);
+    }
   });
 
   test('a prefixed name reaches its provider with the key from the environment', async () => {

@@ -182,7 +182,13 @@ export class Forwarder {
     return new Promise<void>((resolve, reject) => {
       let answered = false;
       const attempt = (mayRetry: boolean) => {
-        const outgoing = this.transport.request(options);
+        let outgoing: http.ClientRequest;
+        try {
+          outgoing = this.transport.request(options);
+        } catch (error) {
+          reject(upstreamUnreachable((error as NodeJS.ErrnoException).code ?? String(error)));
+          return;
+        }
         // No byte from the upstream for this long (before or during its answer): give up on it.
         outgoing.setTimeout(this.timeoutMs, () => outgoing.destroy(new UpstreamTimeoutError()));
         // A client that goes away takes its upstream request with it.

@@ -17,6 +17,8 @@ export interface ProviderAbilities {
   disableParallelToolCalls: ((request: ModelRequest) => SharedV3ProviderOptions) | null;
   /** Whether `reasoning_effort` has a meaning here. */
   reasoningEffort: boolean;
+  /** The temperatures the provider takes. */
+  temperatureRange: [number, number];
 }
 
 export interface AiSdkModelOptions {
@@ -243,7 +245,14 @@ function callOptions(options: AiSdkModelOptions, request: ModelRequest, signal: 
   }
   // 1 is every provider's default for both, and the Assistants API's: sent only when set otherwise,
   // so models that take one of the two (or neither) are not refused for a default.
-  if (request.temperature != null && request.temperature !== 1) call.temperature = request.temperature;
+  if (request.temperature != null && request.temperature !== 1) {
+    const [low, high] = options.abilities.temperatureRange;
+    if (request.temperature < low || request.temperature > high) {
+      // Refused before anything is sent; with drop_params the provider's own limit applies.
+      unsupported(options, `temperature ${request.temperature} (its range is ${low} to ${high})`);
+      call.temperature = Math.min(high, Math.max(low, request.temperature));
+    } else call.temperature = request.temperature;
+  }
   if (request.topP != null && request.topP !== 1) call.topP = request.topP;
   const maxTokens = request.maxCompletionTokens ?? options.defaultMaxTokens;
   if (maxTokens != null) call.maxOutputTokens = maxTokens;
@@ -309,12 +318,22 @@ export function toPrompt(messages: readonly ChatMessage[]): LanguageModelV3Messa
 }
 
 function imagePart(url: string) {
-  const data = /^data:([^;,]+)(;base64)?,(.*)$/s.exec(url);
-  if (data) {
-    const [, mediaType, base64, payload] = data;
-    return { type: 'file' as const, mediaType: mediaType!, data: base64 ? payload! : Buffer.from(decodeURIComponent(payload!)).toString('base64') };
+  try {
+    const data = /^data:([^;,]+)(;base64)?,(.*)$/s.exec(url);
+    if (data) {
+      const [, mediaType, base64, payload] = data;
+      return { type: 'file' as const, mediaType: mediaType!, data: base64 ? payload! : Buffer.from(decodeURIComponent(payload!)).toString('base64') };
+    }
+    return { type: 'file' as const, mediaType: imageType(url), data: new URL(url) };
+  } catch {
+    throw new ProviderError(`The image URL is not one the model can be sent: ${truncate(url, 80)}`, 400);
   }
-  return { type: 'file' as const, mediaType: 'image/*', data: new URL(url) };
+}
+
+/** The image's type from its URL's extension (the providers want one); image/* when it has none. */
+function imageType(url: string): string {
+  const extension = /\.(png|jpe?g|gif|webp)(?:$|[?#])/i.exec(new URL(url).pathname)?.[1]?.toLowerCase();
+  return extension ? `image/${extension === 'jpg' ? 'jpeg' : extension}` : 'image/*';
 }
 
 /** Providers want the call's input as an object; a model that wrote broken JSON is shown it as text. */
@@ -356,6 +375,9 @@ function retryDelayMs(body: string | undefined): number | null {
   return null;
 }
 
+// (Not AI_TypeValidationError: that is an upstream chunk that did not parse, which a retry may fix.)
+const LOCAL_REFUSALS = new Set(['AI_UnsupportedFunctionalityError', 'AI_InvalidPromptError', 'AI_InvalidArgumentError', 'AI_LoadAPIKeyError']);
+
 /** Mid-stream error events that mean "try again" (Anthropic's overloaded_error, Bedrock's throttlingException, …). */
 const RETRYABLE_ERROR_TYPES = /overloaded|rate_limit|throttl|unavailable|internal|api_error|timeout|exhausted/i;
 
@@ -370,6 +392,9 @@ function toProviderError(error: unknown, provider: string): unknown {
   }
   if (error instanceof Error) {
     if (error.name === 'AbortError' || error.name === 'TimeoutError') return error;
+    // Refused by the provider package before anything was sent: the request (or the setup) is at
+    // fault, and asking again cannot help.
+    if (LOCAL_REFUSALS.has(error.name)) return new ProviderError(`${provider}: ${error.message}`, error.name === 'AI_LoadAPIKeyError' ? 401 : 400, { cause: error });
     return new ProviderError(`upstream request failed: ${describe(error)}`, null, { cause: error });
   }
   // An error part carrying the provider's own error object (a mid-stream error event).

@@ -93,15 +93,35 @@ const PARALLEL_OFF: Partial<Record<Family, ProviderAbilities['disableParallelToo
   mistral: () => ({ mistral: { parallelToolCalls: false } }),
 };
 
-function routeFor(deployment: ModelDeployment, settings: AssistdSettings, router: RouterSettings, log: (message: string) => void): Route | string {
-  const info = PROVIDERS[deployment.provider];
+/** The provider of a prefix, never an inherited member (`constructor/x` is a name, not a provider). */
+function providerInfo(prefix: string): ProviderInfo | undefined {
+  return Object.hasOwn(PROVIDERS, prefix) ? PROVIDERS[prefix] : undefined;
+}
+
+/** The first of `names` set in `env`. */
+function fromEnv(env: Env, names: string[] | undefined): string | null {
+  return names?.map((variable) => env[variable]).find((value) => value !== undefined && value !== '') ?? null;
+}
+
+/**
+ * What a wildcard deployment sends upstream for `requested`: the part the `model_name`'s `*` matched
+ * takes the place of the `*` in the deployment's model (`anthropic/*` → `anthropic/*` sends
+ * `claude-3-haiku` for `anthropic/claude-3-haiku`; `my-*` → `gpt-*` sends `gpt-4o` for `my-4o`).
+ */
+function wildcardModel(modelName: string, model: string, requested: string): string {
+  const star = modelName.indexOf('*');
+  const matched = star < 0 ? requested : requested.slice(star, requested.length - (modelName.length - star - 1));
+  return model.replace('*', matched);
+}
+
+function routeFor(deployment: ModelDeployment, settings: AssistdSettings, router: RouterSettings, log: (message: string) => void, env: Env = {}): Route | string {
+  const info = providerInfo(deployment.provider);
   if (!info) return `provider '${deployment.provider}' is not supported (supported: ${Object.keys(PROVIDERS).join(', ')})`;
   const timeoutSeconds = positive(deployment.params.timeout) ?? settings.modelTimeoutSeconds;
   const timeoutMs = timeoutSeconds * 1000;
   const headers = stringRecord(deployment.params.extra_headers);
-  const wildcard = deployment.model.endsWith('*');
-  // `openai/*` passes the requested name through; `openai/gpt-*` likewise within its prefix
-  const upstreamModel = (requested: string) => (wildcard ? requested : deployment.model);
+  const wildcard = deployment.model.includes('*');
+  const upstreamModel = (requested: string) => (wildcard ? wildcardModel(deployment.modelName, deployment.model, requested) : deployment.model);
   const dimensions = positive(deployment.params.dimensions);
   const common = {
     modelName: deployment.modelName,
@@ -140,7 +160,11 @@ function routeFor(deployment: ModelDeployment, settings: AssistdSettings, router
   }
 
   const fetch = timedFetch(timeoutMs, timeoutMs);
-  const apiKey = deployment.apiKey ?? undefined;
+  // As in LiteLLM, an entry without api_key uses the provider's environment key.
+  const apiKey = deployment.apiKey ?? fromEnv(env, info.env.key) ?? undefined;
+  if (apiKey === undefined && info.family !== 'bedrock') {
+    return `no api_key (litellm_params.api_key, or ${info.env.key?.join(' or ')} in the environment)`;
+  }
   let provider: {
     languageModel(id: string): LanguageModelV3;
     embeddingModel?(id: string): EmbeddingModelV3;
@@ -156,17 +180,20 @@ function routeFor(deployment: ModelDeployment, settings: AssistdSettings, router
     baseURL = withVersionPath(deployment.apiBase ?? info.base!, 'v1');
     provider = createMistral({ baseURL, apiKey, headers, fetch });
   } else {
-    const region = String(deployment.params.aws_region_name ?? 'us-east-1');
-    baseURL = deployment.apiBase ?? `https://bedrock-runtime.${region}.amazonaws.com`;
-    const accessKeyId = deployment.params.aws_access_key_id;
-    const secretAccessKey = deployment.params.aws_secret_access_key;
+    const region = String(deployment.params.aws_region_name ?? env.AWS_REGION_NAME ?? env.AWS_REGION ?? env.AWS_DEFAULT_REGION ?? 'us-east-1');
+    baseURL = deployment.apiBase ?? env.AWS_BEDROCK_RUNTIME_ENDPOINT ?? `https://bedrock-runtime.${region}.amazonaws.com`;
+    const accessKeyId = deployment.params.aws_access_key_id ?? env.AWS_ACCESS_KEY_ID;
+    const secretAccessKey = deployment.params.aws_secret_access_key ?? env.AWS_SECRET_ACCESS_KEY;
     if (typeof accessKeyId !== 'string' || typeof secretAccessKey !== 'string') {
       return 'litellm_params.aws_access_key_id and aws_secret_access_key are required for provider bedrock (or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)';
     }
-    const sessionToken = typeof deployment.params.aws_session_token === 'string' ? deployment.params.aws_session_token : undefined;
+    const token = deployment.params.aws_session_token ?? env.AWS_SESSION_TOKEN;
+    const sessionToken = typeof token === 'string' ? token : undefined;
     provider = createAmazonBedrock({ region, baseURL, accessKeyId, secretAccessKey, sessionToken, headers, fetch });
   }
-  const abilities: ProviderAbilities = { disableParallelToolCalls: PARALLEL_OFF[info.family] ?? null, reasoningEffort: false };
+  // Anthropic's (and Claude's on Bedrock) temperatures run 0 to 1, Gemini's 0 to 2, Mistral's 0 to 1.5.
+  const temperatureRange: [number, number] = info.family === 'gemini' ? [0, 2] : info.family === 'mistral' ? [0, 1.5] : [0, 1];
+  const abilities: ProviderAbilities = { disableParallelToolCalls: PARALLEL_OFF[info.family] ?? null, reasoningEffort: false, temperatureRange };
   const defaultMaxTokens = positive(deployment.params.max_tokens);
   return {
     ...common,
@@ -187,34 +214,32 @@ function routeFor(deployment: ModelDeployment, settings: AssistdSettings, router
   };
 }
 
-/** A deployment for `prefix/name` made from the provider's environment keys, or null when they are not set. */
-function environmentDeployment(name: string, env: Env): ModelDeployment | null {
+/** The prefix of a provider-prefixed name (`anthropic/claude-…` → `anthropic`), or null. */
+function prefixOf(name: string): string | null {
   const slash = name.indexOf('/');
-  if (slash <= 0 || slash === name.length - 1) return null;
-  const prefix = name.slice(0, slash);
-  const info = PROVIDERS[prefix];
+  return slash > 0 && slash < name.length - 1 ? name.slice(0, slash) : null;
+}
+
+/**
+ * One wildcard deployment (`prefix/*` → `prefix/*`) made from the provider's environment keys, or
+ * null when they are not set: every `prefix/<model>` routes through it with the prefix stripped.
+ */
+function environmentDeployment(prefix: string, env: Env): ModelDeployment | null {
+  const info = providerInfo(prefix);
   if (!info) return null;
-  const first = (names: string[] | undefined) => names?.map((variable) => env[variable]).find((value) => value !== undefined && value !== '') ?? null;
-  const apiKey = first(info.env.key);
-  const apiBase = first(info.env.base);
+  const apiKey = fromEnv(env, info.env.key);
+  const apiBase = fromEnv(env, info.env.base);
   if (!apiKey && !info.keyless && !(prefix === 'openai' && apiBase)) return null;
   if (info.base === null && apiBase === null && info.family !== 'bedrock') return null;
-  const params: Record<string, unknown> = {};
-  if (info.family === 'bedrock') {
-    params.aws_access_key_id = apiKey;
-    params.aws_secret_access_key = env.AWS_SECRET_ACCESS_KEY;
-    if (env.AWS_SESSION_TOKEN) params.aws_session_token = env.AWS_SESSION_TOKEN;
-    params.aws_region_name = env.AWS_REGION_NAME ?? env.AWS_REGION ?? env.AWS_DEFAULT_REGION ?? 'us-east-1';
-    if (!env.AWS_SECRET_ACCESS_KEY) return null;
-  }
+  if (info.family === 'bedrock' && !env.AWS_SECRET_ACCESS_KEY) return null;
   return {
-    modelName: name,
+    modelName: `${prefix}/*`,
     provider: prefix,
-    model: name.slice(slash + 1),
+    model: '*',
     apiBase,
     apiKey: info.family === 'bedrock' ? null : apiKey,
-    apiVersion: first(info.env.version),
-    params,
+    apiVersion: fromEnv(env, info.env.version),
+    params: {},
     mode: null,
   };
 }
@@ -229,7 +254,7 @@ function matches(pattern: string, name: string): boolean {
 function environmentProviders(env: Env): string[] {
   return Object.entries(PROVIDERS).flatMap(([prefix, info]) => {
     if (prefix === 'ollama_chat') return [];
-    const deployment = environmentDeployment(`${prefix}/x`, env);
+    const deployment = environmentDeployment(prefix, env);
     if (!deployment) return [];
     const via = info.env.key?.find((variable) => env[variable]) ?? info.env.base?.find((variable) => env[variable]);
     return [`${prefix}/ (${via ?? `no key, ${redactUrl(deployment.apiBase ?? info.base ?? '')}`})`];
@@ -264,7 +289,7 @@ export class ModelRegistry {
   ) {
     this.settings = settings;
     deployments.forEach((deployment, index) => {
-      const route = routeFor(deployment, settings, routerSettings, log);
+      const route = routeFor(deployment, settings, routerSettings, log, env);
       if (typeof route === 'string') {
         this.warnings.push(`model_list[${index}] (${deployment.modelName}): ${route}; requests for it get 400`);
         return;
@@ -289,6 +314,7 @@ export class ModelRegistry {
         settings,
         routerSettings,
         log,
+        env,
       );
       if (typeof route !== 'string') this.catchAll.push(route);
     }
@@ -349,13 +375,16 @@ export class ModelRegistry {
   }
 
   private environmentRoutes(name: string): Route[] {
-    const known = this.fromEnvironment.get(name);
-    if (known) return known;
-    const deployment = environmentDeployment(name, this.env);
-    const route = deployment ? routeFor(deployment, this.settings, this.routerSettings, this.log) : null;
-    const routes = route && typeof route !== 'string' ? [route] : [];
-    // Only names that route are kept: a client cannot grow this map with made-up names.
-    if (routes.length > 0) this.fromEnvironment.set(name, routes);
+    const prefix = prefixOf(name);
+    if (prefix === null || !providerInfo(prefix)) return [];
+    // One route per provider, made once: names clients make up cannot grow this map.
+    let routes = this.fromEnvironment.get(prefix);
+    if (!routes) {
+      const deployment = environmentDeployment(prefix, this.env);
+      const route = deployment ? routeFor(deployment, this.settings, this.routerSettings, this.log, this.env) : null;
+      routes = route && typeof route !== 'string' ? [route] : [];
+      this.fromEnvironment.set(prefix, routes);
+    }
     return routes;
   }
 

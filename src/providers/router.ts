@@ -86,7 +86,8 @@ export class Router {
 
   /** The model_names tried for `name`: itself, then its fallbacks (then the `*` fallbacks), each once. */
   private chain(name: string): string[] {
-    const names = [name, ...(this.options.fallbacks[name] ?? []), ...(this.options.fallbacks['*'] ?? [])];
+    const own = (key: string) => (Object.hasOwn(this.options.fallbacks, key) ? this.options.fallbacks[key]! : []);
+    const names = [name, ...own(name), ...own('*')];
     return [...new Set(names)];
   }
 
