@@ -198,6 +198,27 @@ describe('deployments', () => {
   });
 });
 
+describe('a thread another model began', () => {
+  test("Mistral gets 9-character ids for other models' tool calls, the same for a call and its result", async () => {
+    const request: ModelRequest = {
+      messages: [
+        { role: 'user', content: 'Weather?' },
+        { role: 'assistant', content: null, tool_calls: [{ id: 'call_Xa8Qv1b2c3d4e5f6g7h8i9j0', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Paris"}' } }] },
+        { role: 'tool', tool_call_id: 'call_Xa8Qv1b2c3d4e5f6g7h8i9j0', content: 'sunny' },
+      ],
+    };
+    const seen = fake.requests.length;
+    fake.enqueue({ text: 'Sunny.' });
+    let text = '';
+    for await (const part of registry.resolve('mistral')!.stream(request, { signal: new AbortController().signal })) if (part.type === 'text-delta') text += part.text;
+    assert.equal(text, 'Sunny.');
+    const sent = fake.requests[seen]!.body.messages;
+    const id = sent[1].tool_calls[0].id;
+    assert.match(id, /^[a-zA-Z0-9]{9}$/);
+    assert.equal(sent[2].tool_call_id, id);
+  });
+});
+
 describe('the prompt mapping', () => {
   test('system, text and image parts, tool calls with their inputs, consecutive tool results in one message', () => {
     const prompt = toPrompt([

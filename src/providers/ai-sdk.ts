@@ -7,6 +7,7 @@
  */
 import { APICallError, type LanguageModelV3, type LanguageModelV3CallOptions, type LanguageModelV3Message, type LanguageModelV3StreamPart, type EmbeddingModelV3, type SharedV3ProviderOptions } from '@ai-sdk/provider';
 import { ProviderError, type ChatMessage, type EmbeddingModel, type FinishReason, type LanguageModel, type ModelRequest, type StreamPart } from './types.js';
+import { createHash } from 'node:crypto';
 import { truncate } from '../text.js';
 
 const MAX_TIMER_MS = 2_147_483_647;
@@ -19,6 +20,8 @@ export interface ProviderAbilities {
   reasoningEffort: boolean;
   /** The temperatures the provider takes. */
   temperatureRange: [number, number];
+  /** Tool call ids as the provider accepts them (Mistral: 9 letters and digits), for calls other models made. */
+  toolCallId?: (id: string) => string;
 }
 
 export interface AiSdkModelOptions {
@@ -227,7 +230,7 @@ function checkWarnings(options: AiSdkModelOptions, warnings: readonly { type: st
 
 function callOptions(options: AiSdkModelOptions, request: ModelRequest, signal: AbortSignal): LanguageModelV3CallOptions {
   const providerOptions: SharedV3ProviderOptions = {};
-  const call: LanguageModelV3CallOptions = { prompt: toPrompt(request.messages), abortSignal: signal, providerOptions };
+  const call: LanguageModelV3CallOptions = { prompt: toPrompt(request.messages, options.abilities.toolCallId), abortSignal: signal, providerOptions };
   if (request.tools && request.tools.length > 0) {
     call.tools = request.tools.map((tool) => ({
       type: 'function',
@@ -273,7 +276,7 @@ function callOptions(options: AiSdkModelOptions, request: ModelRequest, signal: 
 }
 
 /** OpenAI-shaped chat messages → the AI SDK's prompt: tool results name their tool, images become file parts. */
-export function toPrompt(messages: readonly ChatMessage[]): LanguageModelV3Message[] {
+export function toPrompt(messages: readonly ChatMessage[], toolCallId: (id: string) => string = (id) => id): LanguageModelV3Message[] {
   const toolNames = new Map<string, string>();
   const prompt: LanguageModelV3Message[] = [];
   for (const message of messages) {
@@ -294,7 +297,7 @@ export function toPrompt(messages: readonly ChatMessage[]): LanguageModelV3Messa
         if (message.content) content.push({ type: 'text', text: message.content });
         for (const call of message.tool_calls ?? []) {
           toolNames.set(call.id, call.function.name);
-          content.push({ type: 'tool-call', toolCallId: call.id, toolName: call.function.name, input: parseArguments(call.function.arguments) });
+          content.push({ type: 'tool-call', toolCallId: toolCallId(call.id), toolName: call.function.name, input: parseArguments(call.function.arguments) });
         }
         prompt.push({ role: 'assistant', content });
         break;
@@ -302,7 +305,7 @@ export function toPrompt(messages: readonly ChatMessage[]): LanguageModelV3Messa
       case 'tool': {
         const result = {
           type: 'tool-result' as const,
-          toolCallId: message.tool_call_id,
+          toolCallId: toolCallId(message.tool_call_id),
           toolName: toolNames.get(message.tool_call_id) ?? 'function',
           output: { type: 'text' as const, value: message.content },
         };
@@ -334,6 +337,18 @@ function imagePart(url: string) {
 function imageType(url: string): string {
   const extension = /\.(png|jpe?g|gif|webp)(?:$|[?#])/i.exec(new URL(url).pathname)?.[1]?.toLowerCase();
   return extension ? `image/${extension === 'jpg' ? 'jpeg' : extension}` : 'image/*';
+}
+
+const BASE62 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
+
+/**
+ * Mistral takes only 9-letter-or-digit tool call ids; calls another model made (`call_…`, `toolu_…`)
+ * get one derived from their own, the same for the call and its result.
+ */
+export function mistralToolCallId(id: string): string {
+  if (/^[a-zA-Z0-9]{9}$/.test(id)) return id;
+  const digest = createHash('sha256').update(id).digest();
+  return Array.from(digest.subarray(0, 9), (byte) => BASE62[byte % 62]).join('');
 }
 
 /** Providers want the call's input as an object; a model that wrote broken JSON is shown it as text. */

@@ -4,7 +4,7 @@ import { createGoogleGenerativeAI } from '@ai-sdk/google';
 import { createMistral } from '@ai-sdk/mistral';
 import type { EmbeddingModelV3, LanguageModelV3 } from '@ai-sdk/provider';
 import type { AssistdSettings, ModelDeployment, RouterSettings } from '../config.js';
-import { createAiSdkEmbeddings, createAiSdkModel, timedFetch, type ProviderAbilities } from './ai-sdk.js';
+import { createAiSdkEmbeddings, createAiSdkModel, mistralToolCallId, timedFetch, type ProviderAbilities } from './ai-sdk.js';
 import { createOpenAICompatibleEmbeddings, createOpenAICompatibleModel } from './openai-compatible.js';
 import { Router, type Deployment } from './router.js';
 import { ProviderError, type EmbeddingModel, type LanguageModel } from './types.js';
@@ -193,7 +193,12 @@ function routeFor(deployment: ModelDeployment, settings: AssistdSettings, router
   }
   // Anthropic's (and Claude's on Bedrock) temperatures run 0 to 1, Gemini's 0 to 2, Mistral's 0 to 1.5.
   const temperatureRange: [number, number] = info.family === 'gemini' ? [0, 2] : info.family === 'mistral' ? [0, 1.5] : [0, 1];
-  const abilities: ProviderAbilities = { disableParallelToolCalls: PARALLEL_OFF[info.family] ?? null, reasoningEffort: false, temperatureRange };
+  const abilities: ProviderAbilities = {
+    disableParallelToolCalls: PARALLEL_OFF[info.family] ?? null,
+    reasoningEffort: false,
+    temperatureRange,
+    ...(info.family === 'mistral' ? { toolCallId: mistralToolCallId } : {}),
+  };
   const defaultMaxTokens = positive(deployment.params.max_tokens);
   return {
     ...common,
