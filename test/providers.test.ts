@@ -304,6 +304,25 @@ describe('parameters a provider lacks (drop_params)', () => {
     }
   });
 
+  test('response_format json_schema reaches each provider as its own structured output', async () => {
+    const schema = { type: 'object', properties: { answer: { type: 'string' } }, required: ['answer'], additionalProperties: false };
+    for (const provider of ['anthropic', 'gemini', 'mistral', 'bedrock'] as const) {
+      const assistant = await server.client.beta.assistants.create({
+        model: `${provider}-model`,
+        response_format: { type: 'json_schema', json_schema: { name: 'reply', schema, strict: true } },
+      } as Json);
+      const thread = await server.client.beta.threads.create({ messages: [{ role: 'user', content: 'Answer in JSON.' }] });
+      const seen = fake.requests.length;
+      fake.enqueue(provider === 'anthropic' || provider === 'bedrock' ? { toolCalls: [{ name: 'json', arguments: '{"answer":"yes"}' }] } : { text: '{"answer":"yes"}' });
+      const run: Json = await withTimeout(server.client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: assistant.id }, POLL), 'createAndPoll');
+      assert.equal(run.status, 'completed', `${provider}: ${JSON.stringify(run.last_error)}`);
+      const body = JSON.stringify(modelRequests(provider, seen)[0]!.body);
+      assert.ok(body.includes('"answer"'), `${provider} is sent the schema: ${body.slice(0, 300)}`);
+      const messages = await server.client.beta.threads.messages.list(thread.id);
+      assert.equal((messages.data[0]!.content[0] as Json).text.value, '{"answer":"yes"}', provider);
+    }
+  });
+
   test("a temperature over Anthropic's range is a clear failure, or clamped with drop_params", async () => {
     const thread = await server.client.beta.threads.create({ messages: [{ role: 'user', content: 'Hi' }] });
     const strict = await assistantFor('anthropic-model', { temperature: 1.5 });
