@@ -46,6 +46,8 @@ before(async () => {
       // No api_key: the provider's environment key, as in LiteLLM.
       { model_name: 'keyed-by-env', litellm_params: { model: 'gemini/gemini-2.0-flash', api_base: fake.geminiURL } },
       { model_name: 'no-key', litellm_params: { model: 'anthropic/claude-3-5-haiku-20241022', api_base: fake.anthropicURL } },
+      { model_name: 'gemini-embed', litellm_params: { model: 'gemini/text-embedding-004', api_base: fake.geminiURL, api_key: 'k' } },
+      { model_name: 'mistral-embed', litellm_params: { model: 'mistral/mistral-embed', api_base: fake.mistralURL, api_key: 'k' } },
     ],
   });
   registry = new ModelRegistry(config.modelList, { ...config.settings, modelMaxRetries: 0 }, { GEMINI_API_KEY: 'gemini-from-env' }, config.router);
@@ -195,6 +197,27 @@ describe('deployments', () => {
       assert.equal(error.statusCode, 400);
     }
     assert.equal(fake.requests.length, seen);
+  });
+});
+
+describe('embeddings', () => {
+  test("Gemini's and Mistral's: one vector per text, in order, as the fake computes them", async () => {
+    const { embed } = await import('./helpers/fake-model.js');
+    for (const [name, size] of [
+      ['gemini-embed', 768],
+      ['mistral-embed', 1024],
+    ] as const) {
+      const model = registry.resolveEmbeddings(name, null)!;
+      const vectors = await model.embed(['first text', 'second text']);
+      assert.equal(vectors.length, 2, name);
+      assert.equal(vectors[0]!.length, size, name);
+      assert.ok(Math.abs(vectors[1]![3]! - embed('second text', size)[3]!) < 1e-6, `${name}: in order`);
+      assert.equal((await model.embed(['alone'])).length, 1, `${name}: a single text`);
+    }
+    const refused = await Promise.resolve()
+      .then(() => registry.resolveEmbeddings('bedrock', null))
+      .then(() => null, (caught: unknown) => caught);
+    assert.ok(refused instanceof ProviderError && refused.statusCode === 400, String(refused));
   });
 });
 

@@ -271,6 +271,35 @@ for (const provider of PROVIDERS) {
   });
 }
 
+describe('embeddings from a provider', () => {
+  test("a vector store indexes with Gemini's embeddings (model_info.mode: embedding) and hybrid search finds the passage", async () => {
+    const local = await startTestServer({
+      modelUrl: fake.url,
+      config: {
+        model_list: [
+          { model_name: 'gemini-embed', litellm_params: { model: 'gemini/text-embedding-004', api_base: fake.geminiURL, api_key: 'gemini-key' }, model_info: { mode: 'embedding' } },
+          { model_name: 'chat', litellm_params: deployment('gemini') },
+        ],
+      },
+    });
+    try {
+      const seen = fake.requests.length;
+      const store = await local.client.vectorStores.create({ name: 'gemini-embedded' });
+      const text = 'The lighthouse keeper logs the tide at dawn.\n\nUnrelated words about gardening and tomatoes.';
+      const file = await local.client.vectorStores.files.uploadAndPoll(store.id, await toFile(Buffer.from(text), 'log.txt'), POLL);
+      assert.equal(file.status, 'completed', JSON.stringify(file.last_error));
+      const embedCalls = fake.requests.slice(seen).filter((request) => request.protocol === 'gemini' && /:(batchEmbedContents|embedContent)$/.test(request.path));
+      assert.ok(embedCalls.length >= 1, 'the chunks were embedded by Gemini');
+      const results: Json = await local.client.vectorStores.search(store.id, { query: 'when does the keeper log the tide' });
+      assert.equal(results.data[0]?.file_id, file.id);
+      const searchEmbeds = fake.requests.slice(seen).filter((request) => request.protocol === 'gemini' && /embed/i.test(request.path));
+      assert.ok(searchEmbeds.length > embedCalls.length, 'the query was embedded too');
+    } finally {
+      await local.close();
+    }
+  });
+});
+
 describe('parameters a provider lacks (drop_params)', () => {
   test('parallel_tool_calls: false fails the run on Gemini and Bedrock with a last_error naming it; with drop_params the run goes on', async () => {
     for (const provider of ['gemini', 'bedrock'] as const) {

@@ -204,7 +204,10 @@ function routeFor(deployment: ModelDeployment, settings: AssistdSettings, router
     ...common,
     describe: `${deployment.provider}/${deployment.model} at ${redactUrl(baseURL)}`,
     createEmbeddings: (requestedModel) => {
-      if (!provider.embeddingModel) throw new ProviderError(`provider '${deployment.provider}' has no embeddings here`, 400);
+      // Gemini's and Mistral's embeddings are served; Bedrock's (InvokeModel, per model family) are not.
+      if (!provider.embeddingModel || (info.family !== 'gemini' && info.family !== 'mistral')) {
+        throw new ProviderError(`provider '${deployment.provider}' has no embeddings here; use a gemini/, mistral/ or OpenAI-compatible embedding model`, 400);
+      }
       return createAiSdkEmbeddings(deployment.provider, provider.embeddingModel(upstreamModel(requestedModel)));
     },
     create: (requestedModel) =>

@@ -5,7 +5,7 @@
  * Google's error bodies `{"error":{code,message,status,details?}}`.
  */
 import type { ServerResponse } from 'node:http';
-import type { FakeTurn } from './fake-model.js';
+import { embed, type FakeTurn } from './fake-model.js';
 import {
   argumentsObject,
   base62,
@@ -70,8 +70,25 @@ export function sendGeminiError(response: ServerResponse, status: number, messag
 
 const PATH = /^\/gemini\/(v1beta|v1|v1alpha)\/models\/([^/:]+):(generateContent|streamGenerateContent)$/;
 
+const EMBED_PATH = /^\/gemini\/(v1beta|v1)\/models\/([^/:]+):(embedContent|batchEmbedContents)$/;
+
+/** Gemini's embeddings: `:embedContent` → `{embedding: {values}}`, `:batchEmbedContents` → `{embeddings: [{values}]}`. */
+function embeddings(response: ServerResponse, body: any, batch: boolean): void {
+  const textOf = (content: any) => (Array.isArray(content?.parts) ? content.parts.map((part: any) => part?.text ?? '').join('') : '');
+  const requests: any[] = batch ? (Array.isArray(body?.requests) ? body.requests : []) : [body];
+  if (requests.length === 0 || requests.some((item) => !isObject(item?.content))) return sendGeminiError(response, 400, 'Invalid value at content: a Content with parts is required.');
+  const vectors = requests.map((item) => ({ values: Array.from(embed(textOf(item.content), Number(item.outputDimensionality) || 768)) }));
+  sendJson(response, 200, batch ? { embeddings: vectors } : { embedding: vectors[0] }, {}, 'application/json; charset=UTF-8');
+}
+
 export function handleGemini({ request, response, url, recorded, invalidJson, takeTurn }: ProtocolRequest): void {
   const fail = (message: string) => sendGeminiError(response, 400, message);
+  const embedding = EMBED_PATH.exec(url.pathname);
+  if (request.method === 'POST' && embedding) {
+    if (!header(request, 'x-goog-api-key') && !url.searchParams.get('key')) return sendGeminiError(response, 403, "Method doesn't allow unregistered callers (callers without established identity). Please use API Key or other form of API consumer identity to call this API.");
+    if (invalidJson) return fail('Invalid JSON payload received. Unexpected token.');
+    return embeddings(response, recorded.body, embedding[3] === 'batchEmbedContents');
+  }
   const match = PATH.exec(url.pathname);
   if (request.method !== 'POST' || !match) {
     return sendGeminiError(response, 404, `Method not found: ${request.method} ${url.pathname.replace(/^\/gemini/, '')}`);

@@ -6,7 +6,7 @@
  * `{"object":"error","message","type","param","code","raw_status_code"}`.
  */
 import type { ServerResponse } from 'node:http';
-import type { FakeTurn } from './fake-model.js';
+import { embed, type FakeTurn } from './fake-model.js';
 import {
   base62,
   finishReasonOf,
@@ -52,7 +52,25 @@ function correlationId(): string {
 
 const TOOL_CALL_ID = /^[a-zA-Z0-9]{9}$/;
 
+/** Mistral's embeddings (`POST /mistral/v1/embeddings`): OpenAI's shape, 1024 dimensions (mistral-embed's). */
+function embeddings(response: ServerResponse, body: any): void {
+  const input: unknown = body?.input;
+  const texts = typeof input === 'string' ? [input] : Array.isArray(input) ? input.map(String) : [];
+  if (texts.length === 0) return sendMistralError(response, 422, 'input: Field required');
+  let tokens = 0;
+  const data = texts.map((text, index) => {
+    tokens += Math.max(1, Math.ceil(text.length / 4));
+    return { object: 'embedding', embedding: Array.from(embed(text, 1024)), index };
+  });
+  sendJson(response, 200, { id: hexId(32), object: 'list', data, model: String(body?.model ?? 'mistral-embed'), usage: { prompt_tokens: tokens, total_tokens: tokens, completion_tokens: 0 } });
+}
+
 export function handleMistral({ request, response, url, recorded, invalidJson, takeTurn }: ProtocolRequest): void {
+  if (request.method === 'POST' && url.pathname === '/mistral/v1/embeddings') {
+    if (!/^Bearer \S+/.test(header(request, 'authorization') ?? '')) return sendMistralError(response, 401);
+    if (invalidJson) return sendMistralError(response, 400, 'Invalid JSON body');
+    return embeddings(response, recorded.body);
+  }
   if (request.method !== 'POST' || url.pathname !== '/mistral/v1/chat/completions') {
     return sendJson(response, 404, { detail: 'Not Found' });
   }
