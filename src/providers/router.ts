@@ -69,7 +69,7 @@ export class Router {
     this.random = options.random ?? Math.random;
   }
 
-  load(deployment: Deployment): Load {
+  private load(deployment: Deployment): Load {
     let load = this.loads.get(deployment);
     if (!load) {
       load = new Load();
