@@ -17,6 +17,7 @@ import multipart from '@fastify/multipart';
 import type { PassthroughSettings } from './config.js';
 import { Forwarder, passthroughRoutes } from './http/passthrough.js';
 import type { RunService } from './engine/run-service.js';
+import type { Metrics } from './metrics.js';
 
 export interface AppOptions {
   storage: Storage;
@@ -34,6 +35,8 @@ export interface AppOptions {
    * headers (for uploads: a stall without a byte), idle keep-alive, and an upload's whole body.
    */
   timeouts: { headersMs: number; requestMs: number; keepAliveMs: number; uploadMs: number };
+  /** `GET /metrics` (Prometheus) and the HTTP request histogram; none: no /metrics route. */
+  metrics?: Metrics;
 }
 
 /** How often Node looks for requests past their headers or request timeout (its default is 30 s). */
@@ -173,6 +176,19 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     await options.storage.sql.query('SELECT 1');
     return { status: 'ok', storage: options.storage.sql.kind };
   });
+  const metrics = options.metrics;
+  if (metrics) {
+    // Like /health (and LiteLLM's /metrics), open to scrapers: counts and timings, no contents or keys.
+    app.get('/metrics', async (_request, reply) => {
+      const text = await metrics.registry.metrics();
+      return reply.header('content-type', metrics.registry.contentType).send(text);
+    });
+    app.addHook('onResponse', async (request, reply) => {
+      // The route's pattern, never the path itself: ids would make every request a series of its own.
+      const route = request.routeOptions.url ?? 'unmatched';
+      metrics.observeRequest(request.method, route, reply.statusCode, reply.elapsedTime / 1000);
+    });
+  }
   const document = openApiDocument(routes);
   app.get('/openapi.json', async () => document());
 

@@ -9,6 +9,7 @@ import { VectorStoreService } from './ingest/vector-store-service.js';
 import { toNewMessage } from './http/content.js';
 import pino from 'pino';
 import { CodeInterpreter } from './sandbox/sandbox.js';
+import { Metrics } from './metrics.js';
 
 function runLogger(logger: ServerOptions['logger']) {
   if (!logger) return pino({ enabled: false });
@@ -81,6 +82,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const ingestion = new IngestionService({ storage, models, settings, log: runLog });
   const vectorStores = new VectorStoreService({ storage, models, settings, ingestion });
   const codeInterpreter = await CodeInterpreter.start(settings.codeInterpreter, options.dataDir, runLog);
+  const metrics = new Metrics({ sql: storage.sql, liveKernels: () => codeInterpreter.pool?.liveKernels ?? null });
   const runs = new RunService({
     codeInterpreter,
     storage,
@@ -89,6 +91,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     log: runLog,
     toNewMessage,
     vectorStores,
+    metrics,
   });
   let app: FastifyInstance;
   try {
@@ -97,6 +100,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       runs,
       vectorStores,
       pollAfterMs: options.config.settings.pollAfterMs,
+      metrics,
       masterKey: options.config.masterKey,
       maxRequestBytes: options.config.maxRequestBytes,
       maxUploadBytes: settings.maxUploadSizeMb * 1024 * 1024,

@@ -15,6 +15,12 @@ export type RunEventListener = (event: RunEvent) => void;
  */
 export class RunEventBus {
   private readonly subscribers = new Map<string, Set<{ pass: number; listener: RunEventListener; onEnd: () => void }>>();
+  private observer: ((runId: string, event: RunEvent) => void) | null = null;
+
+  /** Sees every event published, streamed or not (metrics). */
+  observe(observer: (runId: string, event: RunEvent) => void): void {
+    this.observer = observer;
+  }
 
   subscribe(runId: string, pass: number, listener: RunEventListener, onEnd: () => void): () => void {
     let set = this.subscribers.get(runId);
@@ -32,6 +38,7 @@ export class RunEventBus {
   }
 
   publish(runId: string, event: RunEvent): void {
+    this.observer?.(runId, event);
     const set = this.subscribers.get(runId);
     if (!set) return;
     for (const subscriber of set) {

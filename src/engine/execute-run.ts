@@ -52,7 +52,7 @@ import { allowedFrom } from './run-state.js';
 
 export interface EngineDeps {
   storage: Storage;
-  models: ModelRegistry;
+  models: Pick<ModelRegistry, 'resolve'>;
   /** file_search's searches (and ingestion's progress, which a search waits for). */
   vectorStores: VectorStoreService;
   /** code_interpreter's kernels (or why code cannot run here, which the model is told). */

@@ -5,6 +5,7 @@ import type { AssistdSettings } from '../config.js';
 import { invalidRequest, notFound, notFoundInThread, quote } from '../errors.js';
 import { nowSeconds } from '../ids.js';
 import type { ModelRegistry } from '../providers/registry.js';
+import type { Metrics } from '../metrics.js';
 import type { Storage } from '../storage/index.js';
 import { Repositories, type NewMessage } from '../storage/repositories.js';
 import { ActiveRunError, ThreadGoneError, leaseUntilSql, type NewRun } from '../storage/runs.js';
@@ -26,6 +27,8 @@ export interface RunServiceOptions {
   codeInterpreter: EngineDeps['codeInterpreter'];
   /** Converts a create-message request into what storage writes (shared with the messages route). */
   toNewMessage: (request: CreateMessage) => NewMessage;
+  /** Run, model and stream figures for /metrics. */
+  metrics?: Metrics;
 }
 
 interface ActiveRun {
@@ -49,7 +52,10 @@ export class RunService {
   private closing = false;
 
   constructor(private readonly options: RunServiceOptions) {
-    this.deps = { storage: options.storage, models: options.models, bus: this.bus, settings: options.settings, log: options.log, vectorStores: options.vectorStores, codeInterpreter: options.codeInterpreter };
+    const metrics = options.metrics;
+    const models = metrics ? { resolve: (name: string) => metrics.meter(options.models.resolve(name), name) } : options.models;
+    if (metrics) this.bus.observe(metrics.observeRunEvent);
+    this.deps = { storage: options.storage, models, bus: this.bus, settings: options.settings, log: options.log, vectorStores: options.vectorStores, codeInterpreter: options.codeInterpreter };
   }
 
   private get storage() {
@@ -183,11 +189,19 @@ export class RunService {
    */
   stream(runId: string, listener: (event: RunEvent) => void, onEnd: () => void): () => void {
     const pass = this.execute(runId);
-    const unsubscribe = this.bus.subscribe(runId, pass, listener, () => {
+    this.options.metrics?.streamOpened();
+    let open = true;
+    const stop = () => {
+      if (!open) return;
+      open = false;
+      this.options.metrics?.streamClosed();
       unsubscribe();
+    };
+    const unsubscribe = this.bus.subscribe(runId, pass, listener, () => {
+      stop();
       onEnd();
     });
-    return unsubscribe;
+    return stop;
   }
 
   /** Resolves when every pass running in this process has ended (tests, benchmarks). */

@@ -18,6 +18,8 @@ export interface SqlClient {
   /** Runs `work` inside BEGIN/COMMIT on one connection, rolling back if it throws. */
   transaction<T>(work: (client: SqlClient) => Promise<T>): Promise<T>;
   close(): Promise<void>;
+  /** A server pool's connections (PostgreSQL only), for /metrics. */
+  poolStats?(): { total: number; idle: number; waiting: number; max: number };
 }
 
 const INT8_OID = 20;
@@ -95,6 +97,7 @@ export function postgresClient(connectionString: string, options: { schema?: str
       }
     },
     close: () => pool.end(),
+    poolStats: () => ({ total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount, max: pool.options.max ?? 10 }),
   };
 }
 
