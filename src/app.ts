@@ -1,6 +1,6 @@
 import { maxHeaderSize } from 'node:http';
 import Fastify, { type FastifyInstance, type FastifyError } from 'fastify';
-import { ApiError, bodyTooLarge, expectationFailed, invalidJson, invalidUrl, missingHost, notFound, quote, serverError, shuttingDown } from './errors.js';
+import { ApiError, bodyTooLarge, databaseUnavailable, isDatabaseUnavailable, expectationFailed, invalidJson, invalidUrl, missingHost, notFound, quote, serverError, shuttingDown } from './errors.js';
 import { connectionErrorHandler, watchRequestBody } from './http/connection-errors.js';
 import { ID_PATTERN } from './api/schemas.js';
 import type { Storage } from './storage/index.js';
@@ -103,6 +103,9 @@ function baseApp(options: BaseOptions): { app: FastifyInstance; routes: Set<stri
     } else if (typeof error.code === 'string' && error.code.startsWith('22')) {
       // PostgreSQL data exceptions (class 22) are caused by the input, never by the server.
       apiError = new ApiError(400, `Invalid request: ${quote(error.message)}`, 'invalid_request_error');
+    } else if (isDatabaseUnavailable(error)) {
+      request.log.warn({ err: error, requestId: request.id }, 'database unavailable');
+      apiError = databaseUnavailable();
     } else {
       request.log.error({ err: error, requestId: request.id }, 'unhandled error');
       apiError = serverError(request.id);

@@ -131,5 +131,22 @@ export const upstreamUnreachable = (reason: string) =>
 export const upstreamTimeout = (seconds: number) =>
   new ApiError(504, `The upstream Assistants API did not answer within ${seconds} second${seconds === 1 ? '' : 's'}.`, 'server_error', null, 'upstream_timeout');
 
+/** The database is out of reach for now (restarting, connections cut): try again shortly. */
+export const databaseUnavailable = () =>
+  new ApiError(503, 'The server cannot reach its database right now. Retry the request in a moment.', 'server_error', null, 'database_unavailable', { 'retry-after': '1' });
+
+// Connection failures (node), and PostgreSQL's own for a server going away: 08 connection
+// exceptions, 57P01-57P03 (admin shutdown, crash shutdown, cannot connect now), 53300 (too many connections).
+const CONNECTION_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ENOTFOUND', 'EAI_AGAIN', '57P01', '57P02', '57P03', '53300']);
+const CONNECTION_MESSAGES = /Connection terminated|connection timeout|Client has encountered a connection error|the database system is (starting up|shutting down)/i;
+
+/** Whether `error` says the database could not be reached, rather than that the query was wrong. */
+export function isDatabaseUnavailable(error: unknown): boolean {
+  if (!(error instanceof Error)) return false;
+  const code = (error as { code?: unknown }).code;
+  if (typeof code === 'string' && (CONNECTION_CODES.has(code) || code.startsWith('08'))) return true;
+  return CONNECTION_MESSAGES.test(error.message);
+}
+
 export const shuttingDown = () =>
   new ApiError(503, 'The server is shutting down. Retry the request in a moment.', 'server_error');
