@@ -64,6 +64,8 @@ export interface AssistdSettings {
   modelTimeoutSeconds: number;
   /** Retries of a retryable upstream failure before the run fails. */
   modelMaxRetries: number;
+  /** A run's lease: a process that stops renewing it (dead, stalled) loses the run this long after its last renewal. */
+  runLeaseSeconds: number;
   /** A request's headers must arrive within this (from its first byte); else 408. 0: no limit. */
   headersTimeoutSeconds: number;
   /** A request, body included, must arrive within this; else 408. Responses (streams) are not limited. 0: no limit. */
@@ -87,6 +89,7 @@ const SETTINGS_DEFAULTS: AssistdSettings = {
   pollAfterMs: 25,
   modelTimeoutSeconds: 120,
   modelMaxRetries: 3,
+  runLeaseSeconds: 15,
   headersTimeoutSeconds: 10,
   requestTimeoutSeconds: 20,
   // Longer than the 60 s idle timeout of common load balancers, so they never reuse a closed connection.
@@ -117,6 +120,7 @@ const SETTING_KEYS: Record<string, Exclude<keyof AssistdSettings, 'embeddingMode
   poll_after_ms: 'pollAfterMs',
   model_timeout_seconds: 'modelTimeoutSeconds',
   model_max_retries: 'modelMaxRetries',
+  run_lease_seconds: 'runLeaseSeconds',
   headers_timeout_seconds: 'headersTimeoutSeconds',
   request_timeout_seconds: 'requestTimeoutSeconds',
   keep_alive_timeout_seconds: 'keepAliveTimeoutSeconds',

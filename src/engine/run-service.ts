@@ -13,9 +13,9 @@ import { RunEventBus, type RunEvent } from './events.js';
 import { RunExecutor, SHUTDOWN_ERROR, StopSignal, finishCancellation, type EngineDeps } from './execute-run.js';
 import { allowedFrom, isTerminal } from './run-state.js';
 
-const LEASE_MS = 15_000;
 const TICK_MS = 1_000;
-const LEASE_EVERY_TICKS = 5;
+/** Cross-process word about runs (PostgreSQL): `{"cancel": runId}` stops the run wherever it executes. */
+const RUNS_CHANNEL = 'assistd_runs';
 const UNCLAIMED_GRACE_SECONDS = 5;
 
 export interface RunServiceOptions {
@@ -50,8 +50,14 @@ export class RunService {
   private ticks = 0;
   private passes = 0;
   private closing = false;
+  /** Leases are renewed three times a lease, so one late renewal never loses a run. */
+  private readonly leaseMs: number;
+  private readonly renewEveryTicks: number;
+  private listener: { close(): Promise<void> } | null = null;
 
   constructor(private readonly options: RunServiceOptions) {
+    this.leaseMs = Math.max(1, options.settings.runLeaseSeconds) * 1000;
+    this.renewEveryTicks = Math.max(1, Math.floor(this.leaseMs / TICK_MS / 3));
     const metrics = options.metrics;
     const models = metrics ? { resolve: (name: string) => metrics.meter(options.models.resolve(name), name) } : options.models;
     if (metrics) this.bus.observe(metrics.observeRunEvent);
@@ -112,7 +118,7 @@ export class RunService {
       expiresAfterSeconds: this.options.settings.runExpirySeconds,
       // Created held by this process, so no sweeper elsewhere takes it before it starts here.
       lockedBy: this.owner,
-      leaseMs: LEASE_MS,
+      leaseMs: this.leaseMs,
     };
   }
 
@@ -162,7 +168,7 @@ export class RunService {
           this.bus.publish(runId, { event: 'error', data: SHUTDOWN_ERROR });
           return;
         }
-        if (!(await this.storage.runs.claim(runId, this.owner, LEASE_MS))) return;
+        if (!(await this.storage.runs.claim(runId, this.owner, this.leaseMs))) return;
         try {
           await new RunExecutor(this.deps, runId, controller.signal).execute();
         } finally {
@@ -243,7 +249,7 @@ export class RunService {
         runId,
         ['requires_action'],
         'queued',
-        { required_action: null, locked_by: this.owner, locked_until: leaseUntilSql(LEASE_MS) },
+        { required_action: null, locked_by: this.owner, locked_until: leaseUntilSql(this.leaseMs) },
         tx,
       );
       if (!queued) throw invalidRequest('The run is no longer awaiting tool outputs.');
@@ -263,12 +269,13 @@ export class RunService {
     const local = this.active.get(runId);
     if (local) {
       local.controller.abort(new StopSignal('cancel'));
-    } else if (await this.storage.runs.claim(runId, this.owner, LEASE_MS)) {
+    } else if (await this.storage.runs.claim(runId, this.owner, this.leaseMs)) {
       // No executor holds the run (it waited for tool outputs, or had not started): end it here.
       await finishCancellation(this.deps, runId, nowSeconds());
       await this.storage.runs.release(runId, this.owner);
     }
-    // else another process executes it; its heartbeat sees `cancelling` and stops.
+    // else another process executes it: told now (and its lease renewal would see `cancelling` too).
+    else await this.storage.sql.notify?.(RUNS_CHANNEL, JSON.stringify({ cancel: runId })).catch((error: unknown) => this.options.log.warn({ err: error, runId }, 'could not tell the other processes of a cancel; the owner sees it at its next lease renewal'));
     return cancelling;
   }
 
@@ -276,10 +283,22 @@ export class RunService {
 
   /** Recovers runs left unfinished by a previous process, then keeps leases, orphans and expiry in hand. */
   async start(options: { recoverAll: boolean }): Promise<void> {
+    // Processes sharing a PostgreSQL database hear of cancels at once, whichever one executes the run.
+    this.listener = (await this.storage.sql.listen?.(RUNS_CHANNEL, (payload) => this.onNotification(payload))) ?? null;
     const orphans = await this.storage.runs.orphanedRuns(UNCLAIMED_GRACE_SECONDS, { includeHeld: options.recoverAll });
     for (const runId of orphans) void this.recover(runId, options.recoverAll);
     this.timer = setInterval(() => void this.tick(), TICK_MS);
     this.timer.unref();
+  }
+
+  private onNotification(payload: string): void {
+    let message: { cancel?: unknown };
+    try {
+      message = JSON.parse(payload) as { cancel?: unknown };
+    } catch {
+      return;
+    }
+    if (typeof message.cancel === 'string') this.active.get(message.cancel)?.controller.abort(new StopSignal('cancel'));
   }
 
   private async recover(runId: string, forceRelease: boolean) {
@@ -295,12 +314,12 @@ export class RunService {
     if (!this.closing) {
       await this.expireRuns().catch((error: unknown) => this.options.log.warn({ err: error }, 'run expiry failed; retrying next tick'));
     }
-    if (this.ticks % LEASE_EVERY_TICKS !== 0) return;
+    if (this.ticks % this.renewEveryTicks !== 0) return;
     try {
       const ids = [...this.active.keys()];
       // Leases are extended, and a run that was cancelled from another process, deleted with its
       // thread, or lost to another owner is stopped here.
-      const held = new Set(await this.storage.runs.extendLeases(this.owner, ids, LEASE_MS));
+      const held = new Set(await this.storage.runs.extendLeases(this.owner, ids, this.leaseMs));
       for (const id of ids) {
         if (!held.has(id)) this.active.get(id)?.controller.abort(new StopSignal('cancel'));
       }
@@ -348,6 +367,8 @@ export class RunService {
       await Promise.all([...this.active.values()].map((run) => run.done));
     }
     if (this.timer) clearInterval(this.timer);
+    await this.listener?.close();
+    this.listener = null;
   }
 
   /** Stops every pass running here now; their runs stay in progress for the next owner to resume. */

@@ -20,6 +20,13 @@ export interface SqlClient {
   close(): Promise<void>;
   /** A server pool's connections (PostgreSQL only), for /metrics. */
   poolStats?(): { total: number; idle: number; waiting: number; max: number };
+  /**
+   * PostgreSQL only (processes sharing one database): `listen` keeps a connection of its own
+   * LISTENing on `channel` (reconnecting when it is cut) and hands each payload to `onMessage`;
+   * `notify` sends one. Channels are scoped to the schema, so deployments sharing a database apart.
+   */
+  listen?(channel: string, onMessage: (payload: string) => void): Promise<{ close(): Promise<void> }>;
+  notify?(channel: string, payload: string): Promise<void>;
 }
 
 const INT8_OID = 20;
@@ -98,6 +105,58 @@ export function postgresClient(connectionString: string, options: { schema?: str
     },
     close: () => pool.end(),
     poolStats: () => ({ total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount, max: pool.options.max ?? 10 }),
+    listen: (channel, onMessage) => listenOn(connectionString, scoped(channel), onMessage),
+    notify: async (channel, payload) => {
+      await pool.query('SELECT pg_notify($1, $2)', [scoped(channel), payload]);
+    },
+  };
+
+  function scoped(channel: string): string {
+    return `${channel}:${options.schema ?? 'public'}`.slice(0, 63);
+  }
+}
+
+const RELISTEN_MS = 1_000;
+
+/** A dedicated connection LISTENing on `channel`; when it is cut, it connects again a second later. */
+async function listenOn(connectionString: string, channel: string, onMessage: (payload: string) => void): Promise<{ close(): Promise<void> }> {
+  let closed = false;
+  let client: pg.Client | null = null;
+  let retry: NodeJS.Timeout | undefined;
+  const connect = async (): Promise<void> => {
+    const next = new pg.Client({ connectionString });
+    next.on('notification', (message) => {
+      if (message.channel === channel && message.payload !== undefined) onMessage(message.payload);
+    });
+    const again = () => {
+      if (closed || client !== next) return;
+      client = null;
+      next.removeAllListeners('end');
+      void next.end().catch(() => {});
+      retry = setTimeout(() => void connect().catch(again), RELISTEN_MS);
+      retry.unref();
+    };
+    next.on('error', again);
+    next.on('end', again);
+    client = next;
+    try {
+      await next.connect();
+      await next.query(`LISTEN "${channel.replaceAll('"', '""')}"`);
+    } catch (error) {
+      again();
+      throw error;
+    }
+  };
+  // The first connection must work (a bad URL fails the start); later ones are retried quietly.
+  await connect();
+  return {
+    async close() {
+      closed = true;
+      clearTimeout(retry);
+      const open = client;
+      client = null;
+      await open?.end().catch(() => {});
+    },
   };
 }
 
