@@ -7,7 +7,8 @@ import { DataDirLockedError } from './storage/lock.js';
 import { StorageStartError } from './storage/start-errors.js';
 import { startPassthroughServer, startServer } from './server.js';
 
-const USAGE = `Usage: assistd serve [--config FILE] [--port N] [--host H] [--data-dir DIR]
+const USAGE = `Usage: assistd serve [--config FILE] [--port N] [--host H] [--data-dir DIR] [--no-worker]
+       assistd worker [--config FILE]
        assistd --version
 
   -c, --config FILE   LiteLLM-compatible YAML config (model_list, general_settings, assistd_settings;
@@ -15,6 +16,10 @@ const USAGE = `Usage: assistd serve [--config FILE] [--port N] [--host H] [--dat
   -p, --port N        port to listen on (default 4000)
       --host H        address to bind (default 0.0.0.0; 127.0.0.1 when no master key is set)
       --data-dir DIR  embedded storage directory (default ./.assistd)
+      --no-worker     serve the API and stream runs, but leave background runs and file indexing
+                      to \`assistd worker\` processes (PostgreSQL only)
+  worker              no HTTP: execute background and recovered runs and index files, beside
+                      API replicas on the same DATABASE_URL
   -h, --help          print this help
   -v, --version       print the version
 
@@ -56,10 +61,11 @@ function fail(message: string): never {
   process.exit(1);
 }
 
-async function serve(argv: string[]) {
+async function serve(argv: string[], command: 'serve' | 'worker' = 'serve') {
   const { values } = parseArgs({
     args: argv,
     options: {
+      'no-worker': { type: 'boolean' },
       config: { type: 'string', short: 'c' },
       port: { type: 'string', short: 'p' },
       host: { type: 'string' },
@@ -81,12 +87,15 @@ async function serve(argv: string[]) {
   if (!(port >= 0 && port <= 65535)) fail(`--port must be an integer from 0 to 65535, got '${values.port}'`);
 
   const config = loadConfig(values.config);
+  const role = command === 'worker' ? 'worker' : values['no-worker'] ? 'api' : 'all';
+  if (role !== 'all' && !config.databaseUrl) fail(`${role === 'worker' ? 'assistd worker' : '--no-worker'} needs PostgreSQL (DATABASE_URL or general_settings.database_url): processes share their work through it`);
+  if (role !== 'all' && config.passthrough) fail(`${role === 'worker' ? 'assistd worker' : '--no-worker'} has no meaning with assistant_settings (passthrough runs nothing)`);
   const log = (line: string) => process.stdout.write(`assistd: ${line}\n`);
   const warn = (line: string) => process.stderr.write(`assistd: warning: ${line}\n`);
   if (config.ignoredKeys.length > 0) warn(`ignoring config keys assistd does not use: ${config.ignoredKeys.join(', ')}`);
 
   let host = values.host ?? '0.0.0.0';
-  if (!config.masterKey) {
+  if (!config.masterKey && role !== 'worker') {
     if (values.host === undefined) host = '127.0.0.1';
     warn(
       `no master key is set (general_settings.master_key or ASSISTD_MASTER_KEY): the API is open to anyone who can reach ${host}` +
@@ -125,8 +134,11 @@ async function serve(argv: string[]) {
     host,
     logger,
     progress: log,
+    role,
   });
-  log(listeningLine(server.url, host, server.port));
+  if (role === 'worker') log('worker: no HTTP; executes background runs and runs left by stopped processes, and indexes files');
+  else log(listeningLine(server.url, host, server.port));
+  if (role === 'api') log('no worker here (--no-worker): streamed runs execute in this process; background runs and file indexing are left to `assistd worker` processes');
   log(`storage: ${server.storage.description}`);
   const routes = server.models.describe();
   const byPrefix = server.models.environmentProviders;
@@ -178,6 +190,7 @@ function stopHandler(graceSeconds: number, log: (line: string) => void, server: 
 async function main(argv: string[]) {
   const [command, ...rest] = argv;
   if (command === 'serve') return serve(rest);
+  if (command === 'worker') return serve(rest, 'worker');
   if (command === undefined || command === 'help' || command === '--help' || command === '-h') {
     process.stdout.write(`${USAGE}\n`);
     return;

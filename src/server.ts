@@ -41,6 +41,12 @@ export interface ServerOptions {
   host: string;
   /** false: no socket at all (the in-process mode of the LiteLLM functions, which call `app.inject`). */
   listen?: boolean;
+  /**
+   * `all` (API and worker, the default); `api` (`serve --no-worker`: streamed runs execute here,
+   * background runs and ingestion are left to workers); `worker` (`assistd worker`: no HTTP; executes
+   * background and recovered runs, indexes files). `api` and `worker` need PostgreSQL.
+   */
+  role?: 'all' | 'api' | 'worker';
   logger?: boolean | Record<string, unknown>;
   /** PostgreSQL schema override (tests). */
   schema?: string;
@@ -92,6 +98,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     toNewMessage,
     vectorStores,
     metrics,
+    worker: options.role !== 'api',
   });
   let app: FastifyInstance;
   try {
@@ -113,11 +120,11 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       },
     });
     // A burst of streaming clients must not overflow the accept queue (Node's default is 511).
-    if (options.listen !== false) await app.listen({ port: options.port, host: options.host, backlog: 4096 });
+    if (options.listen !== false && options.role !== 'worker') await app.listen({ port: options.port, host: options.host, backlog: 4096 });
     else await app.ready();
     // An embedded store belongs to this process alone: every unfinished run in it is an orphan.
     await runs.start({ recoverAll: storage.sql.kind === 'pglite' });
-    await ingestion.start({ recoverAll: storage.sql.kind === 'pglite' });
+    if (options.role !== 'api') await ingestion.start({ recoverAll: storage.sql.kind === 'pglite' });
     await storage.blobs.sweep();
   } catch (error) {
     await runs.close(0);
@@ -127,7 +134,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     throw error;
   }
   // In-process (no socket): no address to give.
-  const { port, url } = options.listen !== false ? listeningAt(app, options) : { port: 0, url: '' };
+  const { port, url } = options.listen !== false && options.role !== 'worker' ? listeningAt(app, options) : { port: 0, url: '' };
   // Expired files are removed, contents and all, a minute at most after they expire.
   const fileSweep = setInterval(() => {
     void sweepExpiredFiles(storage).catch((error: unknown) => runLog.warn({ err: error }, 'expired file sweep failed; retrying'));

@@ -16,6 +16,7 @@ import { allowedFrom, isTerminal } from './run-state.js';
 const TICK_MS = 1_000;
 /** Cross-process word about runs (PostgreSQL): `{"cancel": runId}` stops the run wherever it executes. */
 const RUNS_CHANNEL = 'assistd_runs';
+// (and `{"queued": runId}`: a background run for the workers, which start it at once)
 const UNCLAIMED_GRACE_SECONDS = 5;
 
 export interface RunServiceOptions {
@@ -29,6 +30,12 @@ export interface RunServiceOptions {
   toNewMessage: (request: CreateMessage) => NewMessage;
   /** Run, model and stream figures for /metrics. */
   metrics?: Metrics;
+  /**
+   * Whether this process executes background runs (non-streamed ones, and runs recovered from a dead
+   * process). false (`serve --no-worker`): it executes only the runs it streams, and hands the rest
+   * to the workers (`assistd worker`) over the database. Default true.
+   */
+  worker?: boolean;
 }
 
 interface ActiveRun {
@@ -285,20 +292,42 @@ export class RunService {
   async start(options: { recoverAll: boolean }): Promise<void> {
     // Processes sharing a PostgreSQL database hear of cancels at once, whichever one executes the run.
     this.listener = (await this.storage.sql.listen?.(RUNS_CHANNEL, (payload) => this.onNotification(payload))) ?? null;
-    const orphans = await this.storage.runs.orphanedRuns(UNCLAIMED_GRACE_SECONDS, { includeHeld: options.recoverAll });
-    for (const runId of orphans) void this.recover(runId, options.recoverAll);
+    if (this.worker) {
+      const orphans = await this.storage.runs.orphanedRuns(UNCLAIMED_GRACE_SECONDS, { includeHeld: options.recoverAll });
+      for (const runId of orphans) void this.recover(runId, options.recoverAll);
+    }
     this.timer = setInterval(() => void this.tick(), TICK_MS);
     this.timer.unref();
   }
 
+  private get worker(): boolean {
+    return this.options.worker !== false;
+  }
+
+  /**
+   * A run to execute in the background: here, or (without a worker in this process) by a worker,
+   * told over the database at once. A worker that misses the word finds the run within a few seconds.
+   */
+  dispatch(runId: string): void {
+    if (this.worker) {
+      this.execute(runId);
+      return;
+    }
+    void (async () => {
+      await this.storage.runs.release(runId, this.owner);
+      await this.storage.sql.notify?.(RUNS_CHANNEL, JSON.stringify({ queued: runId }));
+    })().catch((error: unknown) => this.options.log.warn({ err: error, runId }, 'could not hand a run to the workers; one finds it at its next sweep'));
+  }
+
   private onNotification(payload: string): void {
-    let message: { cancel?: unknown };
+    let message: { cancel?: unknown; queued?: unknown };
     try {
-      message = JSON.parse(payload) as { cancel?: unknown };
+      message = JSON.parse(payload) as { cancel?: unknown; queued?: unknown };
     } catch {
       return;
     }
     if (typeof message.cancel === 'string') this.active.get(message.cancel)?.controller.abort(new StopSignal('cancel'));
+    if (typeof message.queued === 'string' && this.worker && !this.closing && !this.active.has(message.queued)) this.execute(message.queued);
   }
 
   private async recover(runId: string, forceRelease: boolean) {
@@ -323,7 +352,7 @@ export class RunService {
       for (const id of ids) {
         if (!held.has(id)) this.active.get(id)?.controller.abort(new StopSignal('cancel'));
       }
-      if (this.closing) return;
+      if (this.closing || !this.worker) return;
       for (const runId of await this.storage.runs.orphanedRuns(UNCLAIMED_GRACE_SECONDS)) {
         if (!this.active.has(runId)) this.execute(runId);
       }

@@ -39,7 +39,7 @@ export function runRoutes(app: FastifyInstance, storage: Storage, service: RunSe
   /** Executes the run's next pass: streamed to this response (after `leading`), or in the background. */
   const startRun = (reply: FastifyReply, run: RunObject, stream: boolean | null | undefined, leading: RunEvent[], includeContent = false) => {
     if (stream) return streamRun(reply, service, run.id, leading, includeContent);
-    service.execute(run.id);
+    service.dispatch(run.id);
     pollHint(reply);
     return run;
   };
