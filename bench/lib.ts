@@ -148,6 +148,10 @@ export interface ServerOptions {
   onLog?(line: string): void;
   /** Called when the server exits without being stopped, after it listened. */
   onUnexpectedExit?(how: string): void;
+  /** `worker` starts `assistd worker` (no HTTP: ready once it says so; `url` is empty). Default `serve`. */
+  command?: 'serve' | 'worker';
+  /** More arguments for the command (`--no-worker`). */
+  extraArgs?: string[];
 }
 
 export interface ServerChild extends ManagedChild {
@@ -179,7 +183,10 @@ export async function startServer(options: ServerOptions): Promise<ServerChild> 
     mkdirSync(dir, { recursive: true });
     nodeArgs.push('--cpu-prof', `--cpu-prof-dir=${dir}`, `--cpu-prof-name=${options.cpuProfName}`);
   }
-  const args = [...nodeArgs, CLI, 'serve', '--port', '0', '--host', HOST, '--data-dir', dataDir, '--config', configFile];
+  const worker = options.command === 'worker';
+  const args = worker
+    ? [...nodeArgs, CLI, 'worker', '--data-dir', dataDir, '--config', configFile, ...(options.extraArgs ?? [])]
+    : [...nodeArgs, CLI, 'serve', '--port', '0', '--host', HOST, '--data-dir', dataDir, '--config', configFile, ...(options.extraArgs ?? [])];
   const child = spawn(process.execPath, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
   const managed = manageChild(child, options.stopTimeoutMs);
 
@@ -200,6 +207,12 @@ export async function startServer(options: ServerOptions): Promise<ServerChild> 
     lines.on('line', (line) => {
       if (listening && /^assistd: (storage|model): /.test(line)) return; // the start-up banner
       remember(line);
+      if (worker && !listening && /^assistd: worker: /.test(line)) {
+        listening = true;
+        clearTimeout(timer);
+        resolveUrl('');
+        return;
+      }
       const match = /^assistd: listening on (\S+) port (\d+)\b/.exec(line);
       if (!match || listening) return;
       listening = true;
