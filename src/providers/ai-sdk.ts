@@ -9,8 +9,8 @@ import { APICallError, type LanguageModelV3, type LanguageModelV3CallOptions, ty
 import { ProviderError, type ChatMessage, type EmbeddingModel, type FinishReason, type LanguageModel, type ModelRequest, type StreamPart } from './types.js';
 import { createHash } from 'node:crypto';
 import { truncate } from '../text.js';
+import { describeError, MAX_TIMER_MS, retryAfterMs } from './upstream.js';
 
-const MAX_TIMER_MS = 2_147_483_647;
 
 /** What a provider can do beyond what every one does; a request asking for more fails or is trimmed (drop_params). */
 export interface ProviderAbilities {
@@ -362,17 +362,11 @@ function parseArguments(text: string): unknown {
   return text === '' ? {} : { arguments: text };
 }
 
-function retryAfterMs(headers: Record<string, string> | undefined): number | null {
+/** Retry-After from the headers an APICallError kept (a plain record, names in any case). */
+function headerRetryAfter(headers: Record<string, string> | undefined): number | null {
   if (!headers) return null;
-  const lower = Object.fromEntries(Object.entries(headers).map(([name, value]) => [name.toLowerCase(), value]));
-  const milliseconds = Number(lower['retry-after-ms'] ?? Number.NaN);
-  if (Number.isFinite(milliseconds) && milliseconds >= 0) return Math.round(milliseconds);
-  const value = lower['retry-after']?.trim();
-  if (!value) return null;
-  const seconds = Number(value);
-  if (Number.isFinite(seconds) && seconds >= 0) return Math.round(seconds * 1000);
-  const date = Date.parse(value);
-  return Number.isNaN(date) ? null : Math.max(0, date - Date.now());
+  const lower = new Map(Object.entries(headers).map(([name, value]) => [name.toLowerCase(), value]));
+  return retryAfterMs((name) => lower.get(name));
 }
 
 /** Google's errors say when to retry in the body: `details: [{"@type": "…RetryInfo", "retryDelay": "2s"}]`. */
@@ -401,16 +395,16 @@ function toProviderError(error: unknown, provider: string): unknown {
   if (APICallError.isInstance(error)) {
     // A 2xx whose body could not be read (a stream cut off as it began) is a broken answer, not a refusal.
     const status = error.statusCode !== undefined && error.statusCode >= 400 ? error.statusCode : null;
-    const cause = error.cause instanceof Error ? `: ${describe(error.cause)}` : '';
+    const cause = error.cause instanceof Error ? `: ${describeError(error.cause)}` : '';
     const message = status === null ? `${error.message}${cause}` : (upstreamMessage(error.responseBody) ?? error.message);
-    return new ProviderError(truncate(message, 1_000), status, { retryAfterMs: retryAfterMs(error.responseHeaders) ?? retryDelayMs(error.responseBody), cause: error });
+    return new ProviderError(truncate(message, 1_000), status, { retryAfterMs: headerRetryAfter(error.responseHeaders) ?? retryDelayMs(error.responseBody), cause: error });
   }
   if (error instanceof Error) {
     if (error.name === 'AbortError' || error.name === 'TimeoutError') return error;
     // Refused by the provider package before anything was sent: the request (or the setup) is at
     // fault, and asking again cannot help.
     if (LOCAL_REFUSALS.has(error.name)) return new ProviderError(`${provider}: ${error.message}`, error.name === 'AI_LoadAPIKeyError' ? 401 : 400, { cause: error });
-    return new ProviderError(`upstream request failed: ${describe(error)}`, null, { cause: error });
+    return new ProviderError(`upstream request failed: ${describeError(error)}`, null, { cause: error });
   }
   // An error part carrying the provider's own error object (a mid-stream error event).
   if (typeof error === 'object' && error !== null) {
@@ -440,10 +434,6 @@ function upstreamMessage(body: string | undefined): string | null {
   return null;
 }
 
-function describe(error: Error): string {
-  const cause = error.cause instanceof Error ? error.cause : null;
-  return cause && cause.message && cause.message !== error.message ? `${error.message} (${cause.message})` : error.message;
-}
 
 /** An AI SDK embedding model as ours. */
 export function createAiSdkEmbeddings(provider: string, model: EmbeddingModelV3, providerOptions: SharedV3ProviderOptions = {}): EmbeddingModel {

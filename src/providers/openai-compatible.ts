@@ -10,6 +10,7 @@ import {
   type Usage,
 } from './types.js';
 import { truncate } from '../text.js';
+import { describeError, MAX_TIMER_MS, retryAfterMs } from './upstream.js';
 
 export interface OpenAICompatibleOptions {
   /** API root such as `https://api.openai.com/v1`; `/chat/completions` is appended. */
@@ -29,7 +30,6 @@ export interface OpenAICompatibleOptions {
 
 // Matches the OpenAI SDKs' and LiteLLM's request timeout: reasoning models can stay silent for minutes.
 const DEFAULT_TIMEOUT_MS = 600_000;
-const MAX_TIMER_MS = 2_147_483_647;
 /** How long to wait for the body to end after `[DONE]`, so the connection can be reused. */
 const DRAIN_AFTER_DONE_MS = 200;
 const MAX_ERROR_BODY_BYTES = 64 * 1024;
@@ -561,35 +561,13 @@ function httpError(response: Response, bodyText: string): ProviderError {
     message = body ? `${status}: ${body}` : status;
   }
   return new ProviderError(truncate(message, MAX_ERROR_MESSAGE_CHARS), response.status, {
-    retryAfterMs: retryAfterMs(response.headers),
+    retryAfterMs: retryAfterMs((name) => response.headers.get(name)),
   });
 }
 
 function errorMessage(body: z.infer<typeof errorBodySchema>): string | null {
   if (typeof body.error === 'string') return body.error || null;
   return body.error.message || null;
-}
-
-/** `retry-after-ms` (OpenAI's) first, then `Retry-After` in seconds or as an HTTP date. */
-function retryAfterMs(headers: Headers): number | null {
-  const milliseconds = Number(headers.get('retry-after-ms') ?? Number.NaN);
-  if (Number.isFinite(milliseconds) && milliseconds >= 0) return Math.round(milliseconds);
-  const value = headers.get('retry-after')?.trim();
-  if (!value) return null;
-  const seconds = Number(value);
-  if (Number.isFinite(seconds) && seconds >= 0) return Math.round(seconds * 1000);
-  const date = Date.parse(value);
-  return Number.isNaN(date) ? null : Math.max(0, date - Date.now());
-}
-
-function describeError(error: unknown): string {
-  if (!(error instanceof Error)) return String(error);
-  const cause = error.cause instanceof Error ? error.cause : null;
-  const code = cause && 'code' in cause && typeof cause.code === 'string' ? cause.code : null;
-  if (cause && cause.message && cause.message !== error.message) {
-    return `${error.message} (${code && !cause.message.includes(code) ? `${code}: ` : ''}${cause.message})`;
-  }
-  return error.message;
 }
 
 function randomSuffix(): string {
