@@ -11,6 +11,7 @@ import type { FastifyInstance } from 'fastify';
 import type { AssistantObject, DeletedObject, ListObject, MessageObject, RunObject, ThreadObject } from './api/objects.js';
 import { loadConfig, parseConfig, type Config } from './config.js';
 import { startServer, type RunningServer } from './server.js';
+import { isTerminal } from './engine/run-state.js';
 
 type Env = Record<string, string | undefined>;
 
@@ -275,7 +276,6 @@ export function getMessages(params: LiteLLMParams & ListParams & { thread_id: st
   return call(params, 'GET', `/threads/${id(params.thread_id, 'thread_id')}/messages`, undefined, fields(params, ['thread_id']) as Record<string, string | number>);
 }
 
-const SETTLED = new Set(['requires_action', 'cancelled', 'failed', 'completed', 'incomplete', 'expired']);
 
 /** The run's create body. `role` and `content`, which the seed's streaming example spreads in, are not run fields: ignored, as LiteLLM ignores them. */
 function runBody(params: RunParams): Body {
@@ -295,7 +295,7 @@ export async function runThread(params: RunParams): Promise<RunObject | Assistan
   let response = await transport.request('POST', `/threads/${threadId}/runs`, runBody(params));
   for (;;) {
     const run = await json<RunObject>(response);
-    if (SETTLED.has(run.status)) return run;
+    if (isTerminal(run.status) || run.status === 'requires_action') return run;
     const wait = Number(response.header('openai-poll-after-ms') ?? 500);
     await new Promise((done) => setTimeout(done, Number.isFinite(wait) && wait >= 0 ? wait : 500));
     response = await transport.request('GET', `/threads/${threadId}/runs/${encodeURIComponent(run.id)}`);

@@ -7,13 +7,15 @@
  */
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { RunEvent } from './engine/events.js';
+import { RUN_TRANSITIONS, TERMINAL_STATUSES } from './engine/run-state.js';
 import type { LanguageModel } from './providers/types.js';
 import type { SqlClient } from './storage/sql.js';
 
 const SECONDS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600];
-const TERMINAL = new Set(['completed', 'failed', 'cancelled', 'expired', 'incomplete', 'requires_action']);
+/** Where a pass of a run ends: a terminal status, or waiting for tool outputs. */
+const PASS_ENDS = new Set<string>([...TERMINAL_STATUSES, 'requires_action']);
 const MAX_MODEL_LABELS = 100;
-const RUN_STATUSES = ['queued', 'in_progress', 'requires_action', 'cancelling', 'cancelled', 'failed', 'completed', 'incomplete', 'expired'];
+const RUN_STATUSES = Object.keys(RUN_TRANSITIONS);
 
 export interface MetricsSources {
   sql: SqlClient;
@@ -112,7 +114,7 @@ export class Metrics {
       this.started.set(runId, performance.now());
       return;
     }
-    if (!TERMINAL.has(status)) return;
+    if (!PASS_ENDS.has(status)) return;
     this.runsFinished.inc({ status });
     const start = this.started.get(runId);
     if (start !== undefined) {
