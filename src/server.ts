@@ -31,6 +31,16 @@ function listeningAt(app: FastifyInstance, options: { port: number; host: string
   return { port, url: `http://${shownHost.includes(':') ? `[${shownHost}]` : shownHost}:${port}` };
 }
 
+/** The connection timeouts of `assistd_settings`, in ms, as both route sets take them. */
+function connectionTimeouts(settings: Config['settings']) {
+  return {
+    headersMs: settings.headersTimeoutSeconds * 1000,
+    requestMs: settings.requestTimeoutSeconds * 1000,
+    keepAliveMs: settings.keepAliveTimeoutSeconds * 1000,
+    uploadMs: settings.uploadTimeoutSeconds * 1000,
+  };
+}
+
 /** How long, when stopping, the last events of stopped streams get to reach their clients. */
 const FLUSH_MS = 1_000;
 
@@ -112,12 +122,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       maxRequestBytes: options.config.maxRequestBytes,
       maxUploadBytes: settings.maxUploadSizeMb * 1024 * 1024,
       logger: options.logger,
-      timeouts: {
-        headersMs: settings.headersTimeoutSeconds * 1000,
-        requestMs: settings.requestTimeoutSeconds * 1000,
-        keepAliveMs: settings.keepAliveTimeoutSeconds * 1000,
-        uploadMs: settings.uploadTimeoutSeconds * 1000,
-      },
+      timeouts: connectionTimeouts(settings),
     });
     // A burst of streaming clients must not overflow the accept queue (Node's default is 511).
     if (options.listen !== false && options.role !== 'worker') await app.listen({ port: options.port, host: options.host, backlog: 4096 });
@@ -203,12 +208,7 @@ export async function startPassthroughServer(options: Omit<ServerOptions, 'dataD
     masterKey: options.config.masterKey,
     maxRequestBytes: options.config.maxRequestBytes,
     logger: options.logger,
-    timeouts: {
-      headersMs: settings.headersTimeoutSeconds * 1000,
-      requestMs: settings.requestTimeoutSeconds * 1000,
-      keepAliveMs: settings.keepAliveTimeoutSeconds * 1000,
-      uploadMs: settings.uploadTimeoutSeconds * 1000,
-    },
+    timeouts: connectionTimeouts(settings),
   });
   try {
     await app.listen({ port: options.port, host: options.host, backlog: 4096 });
