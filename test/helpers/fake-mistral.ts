@@ -6,7 +6,7 @@
  * `{"object":"error","message","type","param","code","raw_status_code"}`.
  */
 import type { ServerResponse } from 'node:http';
-import { embed, type FakeTurn } from './fake-model.js';
+import { embeddingData, type FakeTurn } from './fake-model.js';
 import {
   base62,
   finishReasonOf,
@@ -57,11 +57,7 @@ function embeddings(response: ServerResponse, body: any): void {
   const input: unknown = body?.input;
   const texts = typeof input === 'string' ? [input] : Array.isArray(input) ? input.map(String) : [];
   if (texts.length === 0) return sendMistralError(response, 422, 'input: Field required');
-  let tokens = 0;
-  const data = texts.map((text, index) => {
-    tokens += Math.max(1, Math.ceil(text.length / 4));
-    return { object: 'embedding', embedding: Array.from(embed(text, 1024)), index };
-  });
+  const { data, tokens } = embeddingData(texts, 1024);
   sendJson(response, 200, { id: hexId(32), object: 'list', data, model: String(body?.model ?? 'mistral-embed'), usage: { prompt_tokens: tokens, total_tokens: tokens, completion_tokens: 0 } });
 }
 

@@ -386,7 +386,17 @@ function embeddings(response: ServerResponse, body: any): void {
   const texts = inputs.length > 0 && inputs.every((item) => typeof item === 'number') ? [inputs.join(' ')] : inputs.map((item) => (typeof item === 'string' ? item : JSON.stringify(item)));
   if (texts.length === 0) return sendError(response, 400, "'input' is a required property", undefined, 'input');
   const dimensions = Number.isInteger(body.dimensions) && body.dimensions > 0 ? body.dimensions : DEFAULT_EMBEDDING_DIMENSIONS;
-  const base64 = body.encoding_format === 'base64';
+  const { data, tokens } = embeddingData(texts, dimensions, body.encoding_format === 'base64');
+  sendJson(response, 200, {
+    object: 'list',
+    data,
+    model: typeof body.model === 'string' ? body.model : 'fake-embedding',
+    usage: { prompt_tokens: tokens, total_tokens: tokens },
+  });
+}
+
+/** OpenAI's embedding list entries for `texts` (Mistral's are the same), and the tokens they count. */
+export function embeddingData(texts: readonly string[], dimensions: number, base64 = false) {
   let tokens = 0;
   const data = texts.map((text, index) => {
     tokens += Math.max(1, Math.ceil(text.length / 4));
@@ -397,12 +407,7 @@ function embeddings(response: ServerResponse, body: any): void {
       embedding: base64 ? Buffer.from(vector.buffer, vector.byteOffset, vector.byteLength).toString('base64') : Array.from(vector),
     };
   });
-  sendJson(response, 200, {
-    object: 'list',
-    data,
-    model: typeof body.model === 'string' ? body.model : 'fake-embedding',
-    usage: { prompt_tokens: tokens, total_tokens: tokens },
-  });
+  return { data, tokens };
 }
 
 /**
