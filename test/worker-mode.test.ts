@@ -9,30 +9,19 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import OpenAI, { toFile } from 'openai';
-import pg from 'pg';
 import { assistdEnv, cleanUpCliProcesses, CliProcess, LISTENING, listening } from './helpers/cli.js';
 import { startFakeModel, type FakeModel } from './helpers/fake-model.js';
 import { withTimeout } from './helpers/harness.js';
-import { tempDir } from './helpers/storage.js';
+import { createTestDatabase, tempDir } from './helpers/storage.js';
 
 const adminUrl = process.env.DATABASE_URL;
 const skip = adminUrl ? false : 'needs DATABASE_URL (API and workers share a PostgreSQL database)';
-const database = `assistd_workers_${process.pid}`;
 
 let fake: FakeModel;
 let config: string;
 let api: CliProcess;
 let client: OpenAI;
-
-async function admin(sql: string) {
-  const connection = new pg.Client({ connectionString: adminUrl });
-  await connection.connect();
-  try {
-    await connection.query(sql);
-  } finally {
-    await connection.end();
-  }
-}
+let database: Awaited<ReturnType<typeof createTestDatabase>> | undefined;
 
 async function waitForStatus(threadId: string, runId: string, wanted: string, timeoutMs = 60_000) {
   const deadline = Date.now() + timeoutMs;
@@ -47,15 +36,13 @@ async function waitForStatus(threadId: string, runId: string, wanted: string, ti
 before(async () => {
   if (!adminUrl) return;
   fake = await startFakeModel();
-  await admin(`CREATE DATABASE ${database}`);
-  const url = new URL(adminUrl);
-  url.pathname = `/${database}`;
+  database = await createTestDatabase('workers');
   config = join(tempDir('workers'), 'config.yaml');
   writeFileSync(
     config,
     JSON.stringify({
       model_list: [{ model_name: '*', litellm_params: { model: 'openai/*', api_base: fake.url, api_key: 'sk-fake' } }],
-      general_settings: { database_url: url.toString() },
+      general_settings: { database_url: database.url },
     }),
   );
   api = new CliProcess(['serve', '--no-worker', '--port', '0', '--config', config, '--data-dir', tempDir('workers-api')], { env: assistdEnv() });
@@ -66,7 +53,7 @@ before(async () => {
 after(async () => {
   await cleanUpCliProcesses();
   await fake?.close();
-  if (adminUrl) await admin(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
+  await database?.drop();
 });
 
 describe('API replicas without a worker, and workers', { skip }, () => {

@@ -45,7 +45,8 @@ import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
-import type { PromptStep } from '../storage/runs.js';
+import { fencedClient, LeaseLostError, RunRepository, type PromptStep, type RunClaim } from '../storage/runs.js';
+import { FileRepository } from '../storage/files.js';
 import { CompletionBudget, completionTokens } from './completion-budget.js';
 import type { RunEventBus } from './events.js';
 import { allowedFrom } from './run-state.js';
@@ -79,6 +80,29 @@ export const SHUTDOWN_ERROR = {
   param: null,
   type: 'server_error',
 };
+
+/** The `error` event a stream gets when this process lost the run's lease (it was stalled): another executes it now. */
+export const LEASE_LOST_ERROR = {
+  code: 'server_error',
+  message: 'This server lost the run to another one (it was too slow to renew its lease); the run goes on there. Retrieve the run to follow it.',
+  param: null,
+  type: 'server_error',
+};
+
+/**
+ * What an executor writes through: the database fenced by its claim (every write holds the run's
+ * lease, or fails with LeaseLostError and writes nothing), and the repositories over it.
+ */
+export interface FencedWrites {
+  sql: SqlClient;
+  runs: RunRepository;
+  files: FileRepository;
+}
+
+export function fencedWrites(storage: Pick<Storage, 'sql'>, claim: RunClaim): FencedWrites {
+  const sql = fencedClient(storage.sql, claim);
+  return { sql, runs: new RunRepository(sql), files: new FileRepository(sql) };
+}
 
 export class StopSignal extends Error {
   constructor(readonly reason: StopReason) {
@@ -238,14 +262,22 @@ export class RunExecutor {
   /** The files the thread's code sees at /mnt/data (assistant's, thread's, attachments'). */
   private codeInputs: (InputFile & { fileId: string })[] = [];
 
+  private readonly writes: FencedWrites;
+
   constructor(
     private readonly deps: EngineDeps,
-    private readonly runId: string,
+    private readonly claim: RunClaim,
     private readonly signal: AbortSignal,
-  ) {}
+  ) {
+    this.writes = fencedWrites(deps.storage, claim);
+  }
+
+  private get runId() {
+    return this.claim.runId;
+  }
 
   private get runs() {
-    return this.deps.storage.runs;
+    return this.writes.runs;
   }
 
   private publish(event: string, data: unknown) {
@@ -277,7 +309,9 @@ export class RunExecutor {
       if (this.run.status !== 'in_progress') return;
       // Resuming a run found in progress (after a crash or a shutdown): a model call that was cut
       // off is redone from the last persisted step. A queued run has no unfinished work.
-      if (resumed) await this.runs.discardUnfinishedWork(this.runId);
+      if (resumed) {
+        for (const blobId of await this.runs.discardUnfinishedWork(this.runId)) await this.deps.storage.blobs.delete(blobId).catch(() => {});
+      }
 
       const model = this.deps.models.resolve(this.run.model);
       if (!model) {
@@ -287,6 +321,7 @@ export class RunExecutor {
       this.fileSearch = fileSearchOptions(this.run.tools);
       await this.loop(model, loaded.additionalInstructions, loaded.reasoningEffort);
     } catch (error) {
+      if (error instanceof LeaseLostError) return this.leaseLost();
       if (error instanceof StopSignal || this.signal.aborted) {
         const reason = error instanceof StopSignal ? error.reason : (this.signal.reason as StopSignal | undefined)?.reason;
         if (reason === 'cancel') return await this.finishCancelled();
@@ -306,6 +341,12 @@ export class RunExecutor {
       // A fault of ours, not the model's: streams also get the `error` event the SDKs raise.
       this.publish('error', { code: 'server_error', message, param: null, type: 'server_error' });
     }
+  }
+
+  /** Another process holds the run now: this pass ends without a word written; its streams are told. */
+  private leaseLost() {
+    this.deps.log.warn({ runId: this.runId }, 'lost the lease on a run; another process executes it now');
+    this.publish('error', LEASE_LOST_ERROR);
   }
 
   private async loop(model: LanguageModel, additionalInstructions: string | null, reasoningEffort: string | null) {
@@ -403,7 +444,7 @@ export class RunExecutor {
   }
 
   private async startMessage(turn: Turn) {
-    const { message, step } = await this.deps.storage.sql.transaction(async (tx) => {
+    const { message, step } = await this.writes.sql.transaction(async (tx) => {
       const message = (await new Repositories(tx).createMessage(this.run.thread_id, {
         role: 'assistant',
         content: [],
@@ -494,7 +535,7 @@ export class RunExecutor {
           // incomplete message of its own, and the new answer streams into a new one.
           const answer = turn.text;
           turn.text = turn.streamed;
-          const events = await this.deps.storage.sql.transaction((tx) => this.endMessage(turn, tx, 'run_failed'));
+          const events = await this.writes.sql.transaction((tx) => this.endMessage(turn, tx, 'run_failed'));
           for (const [event, data] of events) this.publish(event, data);
           turn.startNewMessage(answer);
           await this.startMessage(turn);
@@ -517,7 +558,7 @@ export class RunExecutor {
         }
         if (turn.message && !turn.messageDone) {
           // One step is active at a time: the message is finished before tool calls start.
-          const events = await this.deps.storage.sql.transaction((tx) => this.endMessage(turn, tx));
+          const events = await this.writes.sql.transaction((tx) => this.endMessage(turn, tx));
           for (const [event, data] of events) this.publish(event, data);
         }
         if (!turn.toolStep) {
@@ -578,7 +619,7 @@ export class RunExecutor {
     }
     if (turn.calls.size > 0) return this.answerToolCalls(turn, usage);
     if (!turn.message) await this.startMessage(turn);
-    const events = await this.deps.storage.sql.transaction(async (tx) => {
+    const events = await this.writes.sql.transaction(async (tx) => {
       const messageEvents = await this.endMessage(turn, tx, reason === 'content_filter' ? 'content_filter' : undefined, usage);
       await this.runs.addUsage(this.runId, usage!, tx);
       await this.transition('completed', { completed_at: nowSeconds(), expires_at: null }, tx);
@@ -705,14 +746,18 @@ export class RunExecutor {
     return inputs;
   }
 
-  /** A file the code made, stored as a File (purpose assistants_output). */
-  private async saveOutput(filename: string, source: AsyncIterable<Uint8Array>, mimeType: string | null): Promise<string | null> {
+  /** A file the code made (in step `stepId`), stored as a File (purpose assistants_output). */
+  private async saveOutput(stepId: string, filename: string, source: AsyncIterable<Uint8Array>, mimeType: string | null): Promise<string | null> {
     const maxBytes = this.deps.settings.maxUploadSizeMb * 1024 * 1024;
+    let blobId: string | undefined;
     try {
       const blob = await this.deps.storage.blobs.put(source, { maxBytes });
-      const file = await this.deps.storage.files.createFile({ filename, purpose: 'assistants_output', bytes: blob.bytes, blobId: blob.id, mimeType, expiresAt: null });
+      blobId = blob.id;
+      const file = await this.writes.files.createFile({ filename, purpose: 'assistants_output', bytes: blob.bytes, blobId: blob.id, mimeType, expiresAt: null, madeByStep: stepId });
       return file.id;
     } catch (error) {
+      if (blobId !== undefined) await this.deps.storage.blobs.delete(blobId).catch(() => {});
+      if (error instanceof LeaseLostError) throw error;
       this.deps.log.warn({ err: error, runId: this.runId, filename }, 'code_interpreter: an output file could not be stored');
       return null;
     }
@@ -735,7 +780,7 @@ export class RunExecutor {
       if (result.logs !== '') outputs.push({ type: 'logs', logs: result.logs });
       let shown = 0;
       for (const image of result.images) {
-        const fileId = await this.saveOutput(`${call.id}-figure-${shown + 1}.png`, Readable.from([image]), 'image/png');
+        const fileId = await this.saveOutput(turn.toolStep!.id, `${call.id}-figure-${shown + 1}.png`, Readable.from([image]), 'image/png');
         if (fileId) {
           outputs.push({ type: 'image', image: { file_id: fileId } });
           shown++;
@@ -745,7 +790,7 @@ export class RunExecutor {
         const info = await stat(made.hostPath).catch(() => undefined);
         if (!info?.isFile()) continue;
         const extension = made.path.split('.').pop()!.toLowerCase();
-        const fileId = await this.saveOutput(made.path, createReadStream(made.hostPath), MIME_TYPES[extension] ?? null);
+        const fileId = await this.saveOutput(turn.toolStep!.id, made.path, createReadStream(made.hostPath), MIME_TYPES[extension] ?? null);
         if (!fileId) continue;
         files.push({ path: made.path, fileId });
         // A saved image is shown too, unless the call already showed its figure.
@@ -813,7 +858,7 @@ export class RunExecutor {
     const functions = calls.filter((call): call is FunctionToolCall => call.type === 'function');
     const stepFields = { step_details: { type: 'tool_calls', tool_calls: calls }, tool_state: this.toolState(turn), usage };
     if (functions.length === 0) {
-      const step = await this.deps.storage.sql.transaction(async (tx) => {
+      const step = await this.writes.sql.transaction(async (tx) => {
         const step = await this.runs.updateStep(turn.toolStep!.id, { ...stepFields, status: 'completed', completed_at: nowSeconds() }, tx);
         await this.runs.addUsage(this.runId, usage, tx);
         return step;
@@ -821,7 +866,7 @@ export class RunExecutor {
       if (step) this.publish('thread.run.step.completed', step);
       return 'continue' as const;
     }
-    await this.deps.storage.sql.transaction(async (tx) => {
+    await this.writes.sql.transaction(async (tx) => {
       await this.runs.updateStep(turn.toolStep!.id, stepFields, tx);
       await this.runs.addUsage(this.runId, usage, tx);
       await this.transition(
@@ -847,7 +892,7 @@ export class RunExecutor {
    */
   private async finishIncomplete(turn: Turn | undefined, reason: 'max_completion_tokens' | 'max_prompt_tokens', usage?: Usage) {
     const now = nowSeconds();
-    const events = await this.deps.storage.sql.transaction(async (tx) => {
+    const events = await this.writes.sql.transaction(async (tx) => {
       const turnEvents: (readonly [string, unknown])[] = turn ? [...(await this.endMessage(turn, tx, 'max_tokens', usage))] : [];
       if (turn?.toolStep) {
         const step = await this.runs.updateStep(
@@ -867,7 +912,7 @@ export class RunExecutor {
 
   private async fail(turn: Turn | undefined, lastError: RunError) {
     const now = nowSeconds();
-    const { messages, steps } = await this.deps.storage.sql.transaction(async (tx) => {
+    const { messages, steps } = await this.writes.sql.transaction(async (tx) => {
       const messages = turn?.message && !turn.messageDone
         ? [await this.runs.updateMessage(turn.message.id, { status: 'incomplete', content: this.messageContent(turn), incomplete_at: now, incomplete_details: { reason: 'run_failed' } }, tx)]
         : [];
@@ -884,7 +929,7 @@ export class RunExecutor {
   private async finishCancelled() {
     const turn = this.currentTurn;
     const partial = turn?.message && !turn.messageDone ? { messageId: turn.message.id, text: turn.text } : undefined;
-    const result = await finishCancellation(this.deps, this.runId, nowSeconds(), partial);
+    const result = await finishCancellation(this.writes, this.runId, nowSeconds(), partial);
     if (result) {
       for (const message of result.messages) this.publish('thread.message.incomplete', message);
       for (const step of result.steps) this.publish('thread.run.step.cancelled', step);
@@ -899,13 +944,13 @@ export class RunExecutor {
  * when `partial` gives it) and its open steps cancelled, in one transaction.
  */
 export async function finishCancellation(
-  deps: Pick<EngineDeps, 'storage'>,
+  writes: Pick<FencedWrites, 'sql' | 'runs'>,
   runId: string,
   now: number,
   partial?: { messageId: string; text: string },
 ): Promise<{ run: RunObject; steps: RunStepObject[]; messages: MessageObject[] } | undefined> {
-  const runs = deps.storage.runs;
-  return deps.storage.sql.transaction(async (tx) => {
+  const runs = writes.runs;
+  return writes.sql.transaction(async (tx) => {
     const openMessages = await tx.query<{ id: string }>(
       `SELECT step_details->'message_creation'->>'message_id' AS id FROM run_steps
        WHERE run_id = $1 AND status = 'in_progress' AND type = 'message_creation'`,

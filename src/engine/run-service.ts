@@ -8,9 +8,9 @@ import type { ModelRegistry } from '../providers/registry.js';
 import type { Metrics } from '../metrics.js';
 import type { Storage } from '../storage/index.js';
 import { Repositories, type NewMessage } from '../storage/repositories.js';
-import { ActiveRunError, ThreadGoneError, leaseUntilSql, type NewRun } from '../storage/runs.js';
+import { ActiveRunError, LeaseLostError, ThreadGoneError, leaseUntilSql, type NewRun, type RunClaim } from '../storage/runs.js';
 import { RunEventBus, type RunEvent } from './events.js';
-import { RunExecutor, SHUTDOWN_ERROR, StopSignal, finishCancellation, type EngineDeps } from './execute-run.js';
+import { LEASE_LOST_ERROR, RunExecutor, SHUTDOWN_ERROR, StopSignal, fencedWrites, finishCancellation, type EngineDeps } from './execute-run.js';
 import { allowedFrom, isTerminal } from './run-state.js';
 
 const TICK_MS = 1_000;
@@ -42,6 +42,10 @@ interface ActiveRun {
   pass: number;
   controller: AbortController;
   done: Promise<void>;
+  /** The pass's claim, once taken (its lease is renewed by this process's ticks). */
+  claim?: RunClaim;
+  /** Word came that the run was queued again (tool outputs) while this pass was ending: another pass follows it. */
+  again?: boolean;
 }
 
 /**
@@ -171,24 +175,39 @@ export class RunService {
       if (previous) await previous.done;
       try {
         if (this.closing && !controller.signal.aborted) {
-          // Shutting down: the run waits for the next start; a stream opened for it is told so.
+          // Shutting down: the run is handed to another process (or the next start); a stream opened for it is told so.
           this.bus.publish(runId, { event: 'error', data: SHUTDOWN_ERROR });
+          await this.handOn(runId);
           return;
         }
-        if (!(await this.storage.runs.claim(runId, this.owner, this.leaseMs))) return;
+        const claim = await this.storage.runs.claim(runId, this.owner, this.leaseMs);
+        if (!claim) return;
+        const active = this.active.get(runId);
+        if (active?.pass === pass) active.claim = claim;
         try {
-          await new RunExecutor(this.deps, runId, controller.signal).execute();
+          await new RunExecutor(this.deps, claim, controller.signal).execute();
         } finally {
-          await this.storage.runs.release(runId, this.owner).catch(() => {});
+          // Stopped by a shutdown before it ended, the run is handed on at once, not when a sweep finds it.
+          if ((controller.signal.reason as StopSignal | undefined)?.reason === 'shutdown') await this.handOn(runId, claim);
+          else await this.storage.runs.release(claim).catch(() => {});
         }
       } catch (error) {
+        if (error instanceof LeaseLostError) {
+          this.options.log.warn({ runId }, 'lost the lease on a run; another process executes it now');
+          this.bus.publish(runId, { event: 'error', data: LEASE_LOST_ERROR });
+          return;
+        }
         this.options.log.error({ err: error, runId }, 'run execution crashed');
         this.bus.publish(runId, {
           event: 'error',
           data: { code: 'server_error', message: 'The server had an error while processing the run.', param: null, type: 'server_error' },
         });
       } finally {
-        if (this.active.get(runId)?.pass === pass) this.active.delete(runId);
+        const current = this.active.get(runId);
+        if (current?.pass === pass) {
+          this.active.delete(runId);
+          if (current.again && !this.closing) this.execute(runId);
+        }
         this.bus.endPass(runId, pass);
       }
     })();
@@ -276,13 +295,20 @@ export class RunService {
     const local = this.active.get(runId);
     if (local) {
       local.controller.abort(new StopSignal('cancel'));
-    } else if (await this.storage.runs.claim(runId, this.owner, this.leaseMs)) {
-      // No executor holds the run (it waited for tool outputs, or had not started): end it here.
-      await finishCancellation(this.deps, runId, nowSeconds());
-      await this.storage.runs.release(runId, this.owner);
+    } else {
+      const claim = await this.storage.runs.claim(runId, this.owner, this.leaseMs);
+      if (claim) {
+        // No executor holds the run (it waited for tool outputs, or had not started): end it here.
+        try {
+          await finishCancellation(fencedWrites(this.storage, claim), runId, nowSeconds());
+        } finally {
+          await this.storage.runs.release(claim);
+        }
+        return cancelling;
+      }
+      // Another process executes it: told now (and its lease renewal would see `cancelling` too).
+      await this.storage.sql.notify?.(RUNS_CHANNEL, JSON.stringify({ cancel: runId })).catch((error: unknown) => this.options.log.warn({ err: error, runId }, 'could not tell the other processes of a cancel; the owner sees it at its next lease renewal'));
     }
-    // else another process executes it: told now (and its lease renewal would see `cancelling` too).
-    else await this.storage.sql.notify?.(RUNS_CHANNEL, JSON.stringify({ cancel: runId })).catch((error: unknown) => this.options.log.warn({ err: error, runId }, 'could not tell the other processes of a cancel; the owner sees it at its next lease renewal'));
     return cancelling;
   }
 
@@ -313,10 +339,21 @@ export class RunService {
       this.execute(runId);
       return;
     }
-    void (async () => {
-      await this.storage.runs.release(runId, this.owner);
+    void this.handOn(runId);
+  }
+
+  /**
+   * Lets go of a run this process holds but will not execute (no worker here, or shutting down) and
+   * tells the workers over the database, at once; one that misses the word finds it at its next sweep.
+   */
+  private async handOn(runId: string, claim?: RunClaim): Promise<void> {
+    try {
+      if (claim) await this.storage.runs.release(claim);
+      else await this.storage.runs.releaseHeld(runId, this.owner);
       await this.storage.sql.notify?.(RUNS_CHANNEL, JSON.stringify({ queued: runId }));
-    })().catch((error: unknown) => this.options.log.warn({ err: error, runId }, 'could not hand a run to the workers; one finds it at its next sweep'));
+    } catch (error) {
+      this.options.log.warn({ err: error, runId }, 'could not hand a run on to the workers; one finds it at its next sweep');
+    }
   }
 
   private onNotification(payload: string): void {
@@ -327,12 +364,17 @@ export class RunService {
       return;
     }
     if (typeof message.cancel === 'string') this.active.get(message.cancel)?.controller.abort(new StopSignal('cancel'));
-    if (typeof message.queued === 'string' && this.worker && !this.closing && !this.active.has(message.queued)) this.execute(message.queued);
+    if (typeof message.queued === 'string' && this.worker && !this.closing) {
+      // A pass of the run still ending here (it just asked for tool outputs) is followed by a new one.
+      const running = this.active.get(message.queued);
+      if (running) running.again = true;
+      else this.execute(message.queued);
+    }
   }
 
   private async recover(runId: string, forceRelease: boolean) {
     // An embedded store has one process, so any lease found in it at start belongs to a dead one.
-    if (forceRelease) await this.storage.runs.release(runId, null);
+    if (forceRelease) await this.storage.runs.releaseHeld(runId, null);
     this.execute(runId);
   }
 
@@ -345,12 +387,12 @@ export class RunService {
     }
     if (this.ticks % this.renewEveryTicks !== 0) return;
     try {
-      const ids = [...this.active.keys()];
+      const claims = [...this.active.values()].flatMap((run) => (run.claim ? [run.claim] : []));
       // Leases are extended, and a run that was cancelled from another process, deleted with its
-      // thread, or lost to another owner is stopped here.
-      const held = new Set(await this.storage.runs.extendLeases(this.owner, ids, this.leaseMs));
-      for (const id of ids) {
-        if (!held.has(id)) this.active.get(id)?.controller.abort(new StopSignal('cancel'));
+      // thread, or lost (taken over, or its lease lapsed while this process stalled) is stopped here.
+      const held = new Set(await this.storage.runs.extendLeases(claims, this.leaseMs));
+      for (const claim of claims) {
+        if (!held.has(claim.runId)) this.active.get(claim.runId)?.controller.abort(new StopSignal('cancel'));
       }
       if (this.closing || !this.worker) return;
       for (const runId of await this.storage.runs.orphanedRuns(UNCLAIMED_GRACE_SECONDS)) {

@@ -12,9 +12,6 @@ import { embedAll } from './embed.js';
 import { FileParseError } from './parse.js';
 import { ensureVectorIndex } from './search.js';
 
-// As a run's: another process takes a dead one's file up 15 s after its last heartbeat.
-const LEASE_MS = 15_000;
-const HEARTBEAT_MS = 5_000;
 const POLL_MS = 1_000;
 /** Files indexed at once by one process: enough that parsing here and writing in the database overlap. */
 const CONCURRENT_FILES = 4;
@@ -50,7 +47,12 @@ export class IngestionService {
   private pollAgain = false;
   private closing = false;
 
-  constructor(private readonly deps: IngestionDeps) {}
+  /** As a run's (assistd_settings.run_lease_seconds): another process takes a dead one's file up that long after its last heartbeat. */
+  private readonly leaseMs: number;
+
+  constructor(private readonly deps: IngestionDeps) {
+    this.leaseMs = Math.max(1, deps.settings.runLeaseSeconds) * 1000;
+  }
 
   private get stores() {
     return this.deps.storage.vectorStores;
@@ -61,7 +63,8 @@ export class IngestionService {
     if (options.recoverAll) await this.stores.releaseAll();
     this.timer = setInterval(() => this.poll(), POLL_MS);
     this.timer.unref();
-    this.heartbeat = setInterval(() => void this.extendLeases(), HEARTBEAT_MS);
+    // Renewed three times a lease, so one late renewal never loses a file.
+    this.heartbeat = setInterval(() => void this.extendLeases(), Math.max(250, Math.floor(this.leaseMs / 3)));
     this.heartbeat.unref();
     this.poll();
   }
@@ -91,7 +94,7 @@ export class IngestionService {
     void (async () => {
       let claimed = 0;
       try {
-        const files = await this.stores.claimPending(this.owner, CONCURRENT_FILES - this.working.size, LEASE_MS);
+        const files = await this.stores.claimPending(this.owner, CONCURRENT_FILES - this.working.size, this.leaseMs);
         for (const file of files) this.begin(file);
         claimed = files.length;
       } catch (error) {
@@ -120,7 +123,7 @@ export class IngestionService {
     try {
       // Only the files asked about can be found no longer held: one claimed while the query ran is not among them.
       const asked = [...this.working.entries()];
-      const held = await this.stores.extendLeases(this.owner, asked.map(([, work]) => work.file), LEASE_MS);
+      const held = await this.stores.extendLeases(this.owner, asked.map(([, work]) => work.file), this.leaseMs);
       // A file cancelled, removed or taken over meanwhile: its work stops.
       for (const [key, work] of asked) if (!held.has(key) && this.working.get(key) === work) work.controller.abort(new Error('no longer held'));
     } catch (error) {

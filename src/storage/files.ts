@@ -14,6 +14,8 @@ export interface NewFile {
   blobId: string;
   mimeType: string | null;
   expiresAt: number | null;
+  /** The run step whose code made it (code_interpreter): redoing that step removes it. */
+  madeByStep?: string;
 }
 
 /** A stored file with where its contents are (never on the wire). */
@@ -28,9 +30,9 @@ export class FileRepository {
 
   async createFile(file: NewFile): Promise<FileObject> {
     const { rows } = await this.sql.query<FileObject>(
-      `INSERT INTO files (id, created_at, bytes, filename, purpose, expires_at, status, blob_id, mime_type)
-       VALUES ($1, $2, $3, $4, $5, $6, 'processed', $7, $8) RETURNING ${FILE_COLUMNS}`,
-      [newId('file'), nowSeconds(), file.bytes, file.filename, file.purpose, file.expiresAt, file.blobId, file.mimeType],
+      `INSERT INTO files (id, created_at, bytes, filename, purpose, expires_at, status, blob_id, mime_type, made_by_step)
+       VALUES ($1, $2, $3, $4, $5, $6, 'processed', $7, $8, $9) RETURNING ${FILE_COLUMNS}`,
+      [newId('file'), nowSeconds(), file.bytes, file.filename, file.purpose, file.expiresAt, file.blobId, file.mimeType, file.madeByStep ?? null],
     );
     return rows[0]!;
   }

@@ -248,6 +248,16 @@ export const MIGRATIONS: Migration[] = [
     // number its results are cited by, so the conversation can be rebuilt as the model saw it.
     sql: `ALTER TABLE run_steps ADD COLUMN tool_state json;`,
   },
+  {
+    version: 7,
+    name: 'fencing tokens for run claims; files made by run steps',
+    // Every claim of a run takes the next lease_token, and every write its executor makes is
+    // conditioned on that token and an unexpired lease: a process that lost the run writes nothing.
+    // A file code_interpreter made names its step, so a step redone after a crash leaves no copy.
+    sql: `ALTER TABLE runs ADD COLUMN lease_token bigint NOT NULL DEFAULT 0;
+      ALTER TABLE files ADD COLUMN made_by_step text;
+      CREATE INDEX files_made_by_step ON files (made_by_step) WHERE made_by_step IS NOT NULL;`,
+  },
 ];
 
 // Any fixed 64-bit number: the lock is shared by every assistd process on the database.

@@ -125,6 +125,81 @@ const UNIQUE_VIOLATION = '23505';
 export const FOREIGN_KEY_VIOLATION = '23503';
 export class ThreadGoneError extends Error {}
 
+/** A process's claim on a run: its id, and the fencing token that claim took. */
+export interface RunClaim {
+  runId: string;
+  owner: string;
+  token: number;
+}
+
+/** A write was refused because the claim it was made under is no longer the run's current, unexpired lease. */
+export class LeaseLostError extends Error {
+  constructor(readonly runId: string) {
+    super(`The lease on run ${runId} was lost; this process no longer executes it.`);
+  }
+}
+
+/** The claim's lease holds: the run's token is still the claim's and its lease has not lapsed. */
+const LEASE_HELD = (runParameter: string, tokenParameter: string) =>
+  `id = ${runParameter} AND lease_token = ${tokenParameter}::bigint AND locked_until >= ${NOW_MS}`;
+
+/**
+ * A client whose every write holds `claim` (fencing). Reads go straight through. A write, alone or
+ * a whole transaction, first locks the run's row where the claim's token and lease still hold; a
+ * claim taken since (which takes the next token) waits for that lock, so a write either commits
+ * before the new claim or finds its token stale and writes nothing, failing with LeaseLostError.
+ * Statements on the run's own row condition themselves (`client.fence`), saving the round trips.
+ */
+export function fencedClient(sql: SqlClient, claim: RunClaim): SqlClient {
+  const lock = async (tx: SqlClient) => {
+    const { rows } = await tx.query(`SELECT 1 FROM runs WHERE ${LEASE_HELD('$1', '$2')} FOR NO KEY UPDATE`, [claim.runId, claim.token]);
+    if (rows.length === 0) throw new LeaseLostError(claim.runId);
+  };
+  const fenced: SqlClient = {
+    kind: sql.kind,
+    fence: { claim, base: sql },
+    query: (text, values) =>
+      READ_ONLY.test(text)
+        ? sql.query(text, values)
+        : sql.transaction(async (tx) => {
+            await lock(tx);
+            return tx.query(text, values);
+          }),
+    exec: (script) =>
+      sql.transaction(async (tx) => {
+        await lock(tx);
+        await tx.exec(script);
+      }),
+    transaction: (work) =>
+      sql.transaction(async (tx) => {
+        await lock(tx);
+        return work(tx);
+      }),
+    close: async () => {},
+  };
+  return fenced;
+}
+const READ_ONLY = /^\s*SELECT\b(?![\s\S]*\bFOR\s+(?:NO\s+KEY\s+)?(?:UPDATE|SHARE)\b)/i;
+
+/**
+ * For a statement on the run's own row made through a fenced client: the unfenced client to send it
+ * on, and the condition (appended to `values`' parameters) that keeps it to the claim's lease, so it
+ * needs no lock of its own. Other clients (and a fenced transaction, already holding the lock) get
+ * no condition.
+ */
+function selfFenced(client: SqlClient, runId: string, values: unknown[]): { runner: SqlClient; condition: string } {
+  const fence = client.fence;
+  if (!fence || fence.claim.runId !== runId) return { runner: client, condition: '' };
+  values.push(fence.claim.token);
+  return { runner: fence.base, condition: ` AND lease_token = $${values.length}::bigint AND locked_until >= ${NOW_MS}` };
+}
+
+/** Throws LeaseLostError unless the run's lease is still held under `token` (after a conditioned write matched nothing). */
+async function assertLeaseHeld(client: SqlClient, runId: string, token: number): Promise<void> {
+  const { rows } = await client.query(`SELECT 1 FROM runs WHERE ${LEASE_HELD('$1', '$2')}`, [runId, token]);
+  if (rows.length === 0) throw new LeaseLostError(runId);
+}
+
 /** Runs, run steps and the messages runs write. */
 export class RunRepository {
   constructor(readonly sql: SqlClient) {}
@@ -246,22 +321,27 @@ export class RunRepository {
   ): Promise<RunObject | undefined> {
     const values: unknown[] = [runId, from, to];
     const set = assignments(fields, values);
-    const { rows } = await client.query<RunObject>(
-      `UPDATE runs SET status = $3${set ? `, ${set}` : ''} WHERE id = $1 AND status = ANY($2::text[]) RETURNING ${RUN_COLUMNS}`,
+    const { runner, condition } = selfFenced(client, runId, values);
+    const { rows } = await runner.query<RunObject>(
+      `UPDATE runs SET status = $3${set ? `, ${set}` : ''} WHERE id = $1 AND status = ANY($2::text[])${condition} RETURNING ${RUN_COLUMNS}`,
       values,
     );
+    if (!rows[0] && condition) await assertLeaseHeld(runner, runId, values.at(-1) as number);
     return rows[0];
   }
 
   async addUsage(runId: string, usage: NonNullable<RunObject['usage']>, client: SqlClient = this.sql): Promise<void> {
-    await client.query(
+    const values: unknown[] = [runId, usage.prompt_tokens, usage.completion_tokens, usage.total_tokens];
+    const { runner, condition } = selfFenced(client, runId, values);
+    const { rowCount } = await runner.query(
       `UPDATE runs SET usage = json_build_object(
          'prompt_tokens', COALESCE((usage->>'prompt_tokens')::int, 0) + $2::int,
          'completion_tokens', COALESCE((usage->>'completion_tokens')::int, 0) + $3::int,
          'total_tokens', COALESCE((usage->>'total_tokens')::int, 0) + $4::int)
-       WHERE id = $1`,
-      [runId, usage.prompt_tokens, usage.completion_tokens, usage.total_tokens],
+       WHERE id = $1${condition}`,
+      values,
     );
+    if (rowCount === 0 && condition) await assertLeaseHeld(runner, runId, values.at(-1) as number);
   }
 
   // ---- steps
@@ -350,9 +430,14 @@ export class RunRepository {
    * step, with the messages those steps wrote, so a resumed run redoes the whole model call and
    * writes each message once.
    */
-  async discardUnfinishedWork(runId: string): Promise<void> {
-    await this.sql.transaction(async (tx) => {
+  async discardUnfinishedWork(runId: string): Promise<string[]> {
+    return this.sql.transaction(async (tx) => {
       const openTurns = `SELECT turn FROM run_steps WHERE run_id = $1 AND status = 'in_progress'`;
+      // Files code made in those steps go too (their blobs are returned for the caller to delete).
+      const { rows: files } = await tx.query<{ blob_id: string }>(
+        `DELETE FROM files WHERE made_by_step IN (SELECT id FROM run_steps WHERE run_id = $1 AND turn IN (${openTurns})) RETURNING blob_id`,
+        [runId],
+      );
       await tx.query(
         `DELETE FROM messages WHERE id IN (
            SELECT step_details->'message_creation'->>'message_id' FROM run_steps
@@ -360,6 +445,7 @@ export class RunRepository {
         [runId],
       );
       await tx.query(`DELETE FROM run_steps WHERE run_id = $1 AND turn IN (${openTurns})`, [runId]);
+      return files.map((file) => file.blob_id);
     });
   }
 
@@ -379,31 +465,44 @@ export class RunRepository {
 
   // ---- ownership (leases) and sweeping
 
-  /** Takes the run for `owner` for `leaseMs` unless another owner's lease is still running. */
-  async claim(runId: string, owner: string, leaseMs: number): Promise<boolean> {
-    const { rowCount } = await this.sql.query(
-      `UPDATE runs SET locked_by = $2, locked_until = ${NOW_MS} + $3::bigint
+  /**
+   * Takes the run for `owner` for `leaseMs` unless another owner's lease is still running, with the
+   * next fencing token: every earlier claim's writes are refused from now on. Undefined when not taken.
+   */
+  async claim(runId: string, owner: string, leaseMs: number): Promise<RunClaim | undefined> {
+    const { rows } = await this.sql.query<{ lease_token: number }>(
+      `UPDATE runs SET locked_by = $2, locked_until = ${NOW_MS} + $3::bigint, lease_token = lease_token + 1
        WHERE id = $1 AND status IN ('queued', 'in_progress', 'cancelling')
-         AND (locked_by IS NULL OR locked_by = $2 OR locked_until < ${NOW_MS})`,
+         AND (locked_by IS NULL OR locked_by = $2 OR locked_until < ${NOW_MS})
+       RETURNING lease_token`,
       [runId, owner, leaseMs],
     );
-    return rowCount > 0;
+    return rows[0] ? { runId, owner, token: rows[0].lease_token } : undefined;
   }
 
-  /** Extends `owner`'s leases on runs still executing; returns those ids (the rest were lost). */
-  async extendLeases(owner: string, runIds: string[], leaseMs: number): Promise<string[]> {
-    if (runIds.length === 0) return [];
+  /**
+   * Extends the leases of these claims on runs still executing; returns the run ids whose lease
+   * held (the rest were lost: taken over, lapsed, cancelled elsewhere or gone).
+   */
+  async extendLeases(claims: readonly RunClaim[], leaseMs: number): Promise<string[]> {
+    if (claims.length === 0) return [];
     const { rows } = await this.sql.query<{ id: string }>(
-      `UPDATE runs SET locked_until = ${NOW_MS} + $3::bigint
-       WHERE locked_by = $1 AND id = ANY($2::text[]) AND status IN ('queued', 'in_progress')
-       RETURNING id`,
-      [owner, runIds, leaseMs],
+      `UPDATE runs r SET locked_until = ${NOW_MS} + $3::bigint
+       FROM unnest($1::text[], $2::bigint[]) AS held (id, token)
+       WHERE r.id = held.id AND r.lease_token = held.token AND r.locked_until >= ${NOW_MS} AND r.status IN ('queued', 'in_progress')
+       RETURNING r.id`,
+      [claims.map((claim) => claim.runId), claims.map((claim) => claim.token), leaseMs],
     );
     return rows.map((row) => row.id);
   }
 
-  /** Gives the run up; `owner` null releases it whoever holds it (recovery of a dead process's runs). */
-  async release(runId: string, owner: string | null): Promise<void> {
+  /** Gives up the run `claim` holds (nothing, when the claim is no longer current). */
+  async release(claim: RunClaim): Promise<void> {
+    await this.sql.query('UPDATE runs SET locked_by = NULL, locked_until = NULL WHERE id = $1 AND lease_token = $2::bigint', [claim.runId, claim.token]);
+  }
+
+  /** Gives up a run held unclaimed (created held by `owner`); `owner` null releases it whoever holds it (a dead process's runs). */
+  async releaseHeld(runId: string, owner: string | null): Promise<void> {
     await this.sql.query(
       'UPDATE runs SET locked_by = NULL, locked_until = NULL WHERE id = $1 AND ($2::text IS NULL OR locked_by = $2)',
       [runId, owner],

@@ -27,6 +27,8 @@ export interface SqlClient {
    */
   listen?(channel: string, onMessage: (payload: string) => void): Promise<{ close(): Promise<void> }>;
   notify?(channel: string, payload: string): Promise<void>;
+  /** Set on a client fenced by a run claim (see fencedClient in runs.ts): the claim, and the client beneath. */
+  readonly fence?: { readonly claim: { runId: string; token: number }; readonly base: SqlClient };
 }
 
 const INT8_OID = 20;

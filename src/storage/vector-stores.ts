@@ -369,14 +369,20 @@ export class VectorStoreRepository {
     }));
   }
 
-  /** Extends the leases `owner` holds on these files; returns those still held and still in progress. */
-  async extendLeases(owner: string, files: readonly { vectorStoreId: string; fileId: string }[], leaseMs: number): Promise<Set<string>> {
+  /**
+   * Extends the leases `owner` holds on these files; returns those still held and still in progress.
+   * A claim is fenced by its attempt number (each claim takes the next): a lease that lapsed, or a
+   * file claimed again since, is not this claim's any more.
+   */
+  async extendLeases(owner: string, files: readonly ClaimedFile[], leaseMs: number): Promise<Set<string>> {
     if (files.length === 0) return new Set();
     const { rows } = await this.sql.query<{ key: string }>(
-      `UPDATE vector_store_files SET locked_until = ${NOW_MS} + $2::bigint
-       WHERE locked_by = $1 AND status = 'in_progress' AND (vector_store_id || ' ' || file_id) = ANY($3)
-       RETURNING vector_store_id || ' ' || file_id AS key`,
-      [owner, leaseMs, files.map((file) => `${file.vectorStoreId} ${file.fileId}`)],
+      `UPDATE vector_store_files f SET locked_until = ${NOW_MS} + $2::bigint
+       FROM unnest($3::text[], $4::int[]) AS held (key, attempts)
+       WHERE f.locked_by = $1 AND f.status = 'in_progress' AND f.locked_until >= ${NOW_MS}
+         AND (f.vector_store_id || ' ' || f.file_id) = held.key AND f.attempts = held.attempts
+       RETURNING f.vector_store_id || ' ' || f.file_id AS key`,
+      [owner, leaseMs, files.map((file) => `${file.vectorStoreId} ${file.fileId}`), files.map((file) => file.attempts)],
     );
     return new Set(rows.map((row) => row.key));
   }
@@ -386,11 +392,11 @@ export class VectorStoreRepository {
    * completed. Returns false (writing nothing) when the file is no longer this owner's to finish
    * (cancelled, removed, taken over).
    */
-  async completeFile(owner: string, file: { vectorStoreId: string; fileId: string }, result: { content: string; chunks: NewChunk[]; usageBytes: number }): Promise<boolean> {
+  async completeFile(owner: string, file: ClaimedFile, result: { content: string; chunks: NewChunk[]; usageBytes: number }): Promise<boolean> {
     return this.sql.transaction(async (tx) => {
       const { rows } = await tx.query(
-        `SELECT 1 FROM vector_store_files WHERE vector_store_id = $1 AND file_id = $2 AND status = 'in_progress' AND locked_by = $3 FOR UPDATE`,
-        [file.vectorStoreId, file.fileId, owner],
+        `SELECT 1 FROM vector_store_files WHERE vector_store_id = $1 AND file_id = $2 AND status = 'in_progress' AND ${CLAIM_HELD('$3', '$4')} FOR UPDATE`,
+        [file.vectorStoreId, file.fileId, owner, file.attempts],
       );
       if (rows.length === 0) return false;
       // Not waiting for the WAL flush: a completion lost to a crash leaves the file in progress under
@@ -426,11 +432,11 @@ export class VectorStoreRepository {
   }
 
   /** Marks a file failed with `error`, if it is still this owner's. */
-  async failFile(owner: string, file: { vectorStoreId: string; fileId: string }, error: NonNullable<VectorStoreFileObject['last_error']>): Promise<void> {
+  async failFile(owner: string, file: ClaimedFile, error: NonNullable<VectorStoreFileObject['last_error']>): Promise<void> {
     await this.sql.query(
       `UPDATE vector_store_files SET status = 'failed', last_error = $4, locked_by = NULL, locked_until = NULL
-       WHERE vector_store_id = $1 AND file_id = $2 AND status = 'in_progress' AND locked_by = $3`,
-      [file.vectorStoreId, file.fileId, owner, json(error)],
+       WHERE vector_store_id = $1 AND file_id = $2 AND status = 'in_progress' AND ${CLAIM_HELD('$3', '$5')}`,
+      [file.vectorStoreId, file.fileId, owner, json(error), file.attempts],
     );
   }
 
@@ -440,11 +446,11 @@ export class VectorStoreRepository {
   }
 
   /** Lets go of a file to be tried again later (by any process). */
-  async releaseFile(owner: string, file: { vectorStoreId: string; fileId: string }, retryAfterMs: number): Promise<void> {
+  async releaseFile(owner: string, file: ClaimedFile, retryAfterMs: number): Promise<void> {
     await this.sql.query(
       `UPDATE vector_store_files SET locked_by = NULL, locked_until = ${NOW_MS} + $4::bigint
-       WHERE vector_store_id = $1 AND file_id = $2 AND locked_by = $3`,
-      [file.vectorStoreId, file.fileId, owner, retryAfterMs],
+       WHERE vector_store_id = $1 AND file_id = $2 AND locked_by = $3 AND attempts = $5`,
+      [file.vectorStoreId, file.fileId, owner, retryAfterMs, file.attempts],
     );
   }
 
@@ -463,3 +469,10 @@ export class VectorStoreRepository {
 }
 
 const CHUNK_INSERT_BATCH = 1_000;
+
+/** A claim on a file: which one, and its attempt number, the claim's fencing token. */
+export type ClaimedFile = Pick<PendingFile, 'vectorStoreId' | 'fileId' | 'attempts'>;
+
+/** The claim still holds: this owner, this attempt, and a lease that has not lapsed. */
+const CLAIM_HELD = (ownerParameter: string, attemptsParameter: string) =>
+  `locked_by = ${ownerParameter} AND attempts = ${attemptsParameter}::int AND locked_until >= ${NOW_MS}`;

@@ -70,3 +70,30 @@ export async function openTestStorage(backend: Backend): Promise<TestStorage> {
     },
   };
 }
+
+/** Runs `sql` on the server DATABASE_URL names (in its database, or `database`), over a connection of its own. */
+export async function adminQuery<Row = Record<string, unknown>>(sql: string, values: unknown[] = [], database?: string): Promise<Row[]> {
+  const { default: pg } = await import('pg');
+  const url = new URL(process.env.DATABASE_URL!);
+  if (database) url.pathname = `/${database}`;
+  const connection = new pg.Client({ connectionString: url.toString() });
+  await connection.connect();
+  try {
+    return (await connection.query(sql, values)).rows as Row[];
+  } finally {
+    await connection.end();
+  }
+}
+
+/**
+ * A PostgreSQL database of the test's own on the DATABASE_URL server (processes of the real CLI
+ * share it: a schema cannot be handed to them), and its URL; `drop` removes it, connections and all.
+ */
+export async function createTestDatabase(label: string): Promise<{ name: string; url: string; drop(): Promise<void> }> {
+  const name = `assistd_${label}_${process.pid}`;
+  await adminQuery(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+  await adminQuery(`CREATE DATABASE ${name}`);
+  const url = new URL(process.env.DATABASE_URL!);
+  url.pathname = `/${name}`;
+  return { name, url: url.toString(), drop: async () => void (await adminQuery(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)) };
+}
