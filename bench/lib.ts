@@ -7,7 +7,7 @@
  * Importing this module has no side effects beyond constants: process handlers are installed only by
  * `installCleanupHandlers`, and `getconf CLK_TCK` is asked only when CPU is first measured.
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, fork, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, tmpdir } from 'node:os';
@@ -124,6 +124,39 @@ export function manageChild(child: ChildProcess, stopTimeoutMs: number): Managed
   };
   cleanups.push(stop);
   return { exited: () => exited, stoppedOnPurpose: () => onPurpose, stop };
+}
+
+/**
+ * Forks `script` with `args` (a fake model, say) and waits for its `{type: 'ready', url}` message;
+ * the URL must be on 127.0.0.1. `onUnexpectedExit` hears of an exit nobody asked for, later on.
+ */
+export async function forkReadyChild(
+  script: string,
+  args: string[],
+  stopTimeoutMs: number,
+  label: string,
+  onUnexpectedExit: (reason: string) => void,
+): Promise<{ url: string; pid: number | undefined; stop(): Promise<void> }> {
+  const child = fork(script, args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const managed = manageChild(child, stopTimeoutMs);
+  const url = await new Promise<string>((resolveUrl, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${label} did not start within 30 s`)), 30_000);
+    child.once('message', (message: { type?: string; url?: string }) => {
+      clearTimeout(timer);
+      if (message.type === 'ready' && message.url) resolveUrl(message.url);
+      else reject(new Error(`${label} sent ${JSON.stringify(message)}`));
+    });
+    child.once('exit', (code, signal) => {
+      clearTimeout(timer);
+      reject(new Error(`${label} exited (${signal ?? `code ${code}`}) before it was ready`));
+    });
+  });
+  const { hostname } = new URL(url);
+  if (hostname !== HOST) throw new Error(`${label} listens on ${hostname}, expected ${HOST}`);
+  child.on('exit', (code, signal) => {
+    if (!managed.stoppedOnPurpose()) onUnexpectedExit(`${label} exited unexpectedly (${signal ?? `code ${code}`})`);
+  });
+  return { url, pid: child.pid, stop: managed.stop };
 }
 
 // ---- the server child
@@ -378,4 +411,27 @@ export function table(header: string[], rows: string[][], leftColumns = 1): stri
   const format = (row: string[]) =>
     row.map((value, column) => (column < leftColumns ? value.padEnd(widths[column]!) : value.padStart(widths[column]!))).join('  ');
   return [format(header), widths.map((width) => '-'.repeat(width)).join('  '), ...rows.map(format)].join('\n');
+}
+
+/**
+ * Hands each block of a server-sent-events body (the text between blank lines) to `onBlock` as it
+ * arrives, a block cut off by the end included; `onEnd` once the body has ended.
+ */
+export function readSseBlocks(response: NodeJS.ReadableStream, onBlock: (block: string) => void, onEnd: () => void): void {
+  let buffer = '';
+  response.on('data', (chunk: string) => {
+    buffer += chunk;
+    let start = 0;
+    for (;;) {
+      const end = buffer.indexOf('\n\n', start);
+      if (end === -1) break;
+      onBlock(buffer.slice(start, end));
+      start = end + 2;
+    }
+    if (start > 0) buffer = buffer.slice(start);
+  });
+  response.on('end', () => {
+    if (buffer.trim() !== '') onBlock(buffer);
+    onEnd();
+  });
 }

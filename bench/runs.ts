@@ -34,7 +34,7 @@
  * ("1,50"), BENCH_LONG_RUNS (20), BENCH_LONG_CHUNKS (2000, at most 10000), BENCH_STREAMS ("100,500,1000"),
  * BENCH_POLL_RUNS (100).
  */
-import { fork, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { readFileSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import { relative } from 'node:path';
@@ -49,14 +49,15 @@ import {
   cpuMeter,
   createBenchDatabase,
   envPositive,
+  forkReadyChild,
   HOST,
   installCleanupHandlers,
   machine,
-  manageChild,
   MASTER_KEY,
   parseIntList,
   percentile,
   progress,
+  readSseBlocks,
   ROOT,
   rssMiB,
   selectBackends,
@@ -437,20 +438,7 @@ async function benchMain(): Promise<void> {
           response.on('close', () => finish('connection closed before the body ended'));
           return;
         }
-        let buffer = '';
-        response.on('data', (chunk: string) => {
-          buffer += chunk;
-          let start = 0;
-          for (;;) {
-            const end = buffer.indexOf('\n\n', start);
-            if (end === -1) break;
-            onBlock(buffer.slice(start, end));
-            start = end + 2;
-          }
-          if (start > 0) buffer = buffer.slice(start);
-        });
-        response.on('end', () => {
-          if (buffer.trim() !== '') onBlock(buffer);
+        readSseBlocks(response, onBlock, () => {
           outcome.ended = true;
           finish();
         });
@@ -499,27 +487,8 @@ async function benchMain(): Promise<void> {
     stop(): Promise<void>;
   }
 
-  async function startFakeChild(): Promise<FakeChild> {
-    const child = fork(SELF, [FAKE_CHILD_FLAG], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-    const managed = manageChild(child, STOP_TIMEOUT_MS);
-    const url = await new Promise<string>((resolveUrl, reject) => {
-      const timer = setTimeout(() => reject(new Error('fake model did not start within 30 s')), 30_000);
-      child.once('message', (message: { type?: string; url?: string }) => {
-        clearTimeout(timer);
-        if (message.type === 'ready' && message.url) resolveUrl(message.url);
-        else reject(new Error(`fake model sent ${JSON.stringify(message)}`));
-      });
-      child.once('exit', (code, signal) => {
-        clearTimeout(timer);
-        reject(new Error(`fake model exited (${signal ?? `code ${code}`}) before it was ready`));
-      });
-    });
-    const { hostname } = new URL(url);
-    if (hostname !== HOST) throw new Error(`fake model listens on ${hostname}, expected ${HOST}`);
-    child.on('exit', (code, signal) => {
-      if (!managed.stoppedOnPurpose()) recordError(`fake model exited unexpectedly (${signal ?? `code ${code}`})`);
-    });
-    return { url, pid: child.pid, stop: managed.stop };
+  function startFakeChild(): Promise<FakeChild> {
+    return forkReadyChild(SELF, [FAKE_CHILD_FLAG], STOP_TIMEOUT_MS, 'fake model', recordError);
   }
   interface RunsServer extends ServerChild {
     command: string;
