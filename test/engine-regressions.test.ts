@@ -379,9 +379,9 @@ describe('engine regressions: races, deleted threads, cut-off tool calls (model_
     }
   });
 
-  test('create then cancel while the run is starting (its start reads wait 100 ms, 5 times): cancelled within 2 s', async () => {
-    // The cancel lands between the executor reading the queued run and moving it to in_progress.
-    const restore = patchMethod(server.storage.runs, 'runForExecution', delayedAfter(100));
+  test('create then cancel while the run is starting (its claim\'s answer waits 100 ms, 5 times): cancelled within 2 s', async () => {
+    // The cancel lands between the claim moving the run to in_progress and the executor going on.
+    const restore = patchMethod(server.storage.runs, 'claimForExecution', delayedAfter(100));
     try {
       for (let iteration = 0; iteration < 5; iteration++) {
         const tag = newTag();

@@ -85,6 +85,7 @@ for (const backend of BACKENDS) {
         LeaseLostError,
       );
       await assert.rejects(stale.runs.createStep(run, { type: 'tool_calls', tool_calls: [] }, 0), LeaseLostError);
+      await assert.rejects(stale.runs.startMessage(run, 0), LeaseLostError);
       await assert.rejects(
         stale.files.createFile({ filename: 'x.png', purpose: 'assistants_output', bytes: 1, blobId: 'blob', mimeType: null, expiresAt: null }),
         LeaseLostError,
@@ -102,7 +103,27 @@ for (const backend of BACKENDS) {
       const started = await current.runs.transition(run.id, ['queued'], 'in_progress');
       assert.equal(started?.status, 'in_progress');
       await current.runs.createStep(run, { type: 'tool_calls', tool_calls: [] }, 0);
+      const { message, step } = await current.runs.startMessage(run, 1);
+      assert.equal(message.status, 'in_progress');
+      assert.equal(step.step_details.type === 'message_creation' && step.step_details.message_creation.message_id, message.id);
       assert.deepEqual(await storage.runs.extendLeases([second], LONG_LEASE_MS), [run.id]);
+
+      // A claim that also starts the run takes the next token as well, fencing the one before it.
+      await storage.runs.release(second);
+      const third = await storage.runs.claimForExecution(run.id, 'c', LONG_LEASE_MS, 1);
+      assert.equal(third?.claim.token, second.token + 1);
+      assert.equal(third?.load.previousStatus, 'in_progress');
+      await assert.rejects(current.runs.startMessage(run, 2), LeaseLostError);
+    });
+
+    test('claimForExecution moves a queued run to in_progress, keeping what the run had', async () => {
+      const { storage } = handle;
+      const run = await queuedRun('a');
+      const claimed = await storage.runs.claimForExecution(run.id, 'a', LONG_LEASE_MS, 1234);
+      assert.equal(claimed?.load.previousStatus, 'queued');
+      assert.equal(claimed?.load.run.status, 'in_progress');
+      assert.equal(claimed?.load.run.started_at, 1234);
+      assert.equal(await storage.runs.claimForExecution(run.id, 'b', LONG_LEASE_MS, 1), undefined, 'held by a live lease');
     });
 
     test('a claim whose lease lapsed writes nothing even when no one took the run over', async () => {

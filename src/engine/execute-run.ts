@@ -13,7 +13,6 @@ import type { ModelRegistry } from '../providers/registry.js';
 import { ProviderError, type ChatTool, type ChatToolChoice, type LanguageModel, type ModelRequest, type Usage } from '../providers/types.js';
 import type { Storage } from '../storage/index.js';
 import type { SqlClient } from '../storage/sql.js';
-import { Repositories } from '../storage/repositories.js';
 import { buildPrompt, imageFileIds, stepsToChat } from './build-prompt.js';
 import { imageDataUrls } from './images.js';
 import {
@@ -45,7 +44,7 @@ import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
-import { fencedClient, LeaseLostError, RunRepository, type PromptStep, type RunClaim } from '../storage/runs.js';
+import { fencedClient, LeaseLostError, RunRepository, usagePlusSql, type ExecutionLoad, type PromptStep, type RunClaim } from '../storage/runs.js';
 import { FileRepository } from '../storage/files.js';
 import { CompletionBudget, completionTokens } from './completion-budget.js';
 import type { RunEventBus } from './events.js';
@@ -268,6 +267,8 @@ export class RunExecutor {
     private readonly deps: EngineDeps,
     private readonly claim: RunClaim,
     private readonly signal: AbortSignal,
+    /** What the claim read (claimForExecution): the run, moved to in_progress already if it was queued. */
+    private readonly loaded: ExecutionLoad,
   ) {
     this.writes = fencedWrites(deps.storage, claim);
   }
@@ -293,20 +294,18 @@ export class RunExecutor {
   }
 
   async execute(): Promise<void> {
-    const loaded = await this.runs.runForExecution(this.runId);
-    if (!loaded) return;
+    const loaded = this.loaded;
     this.run = loaded.run;
     this.usageTotal = loaded.usageTotal;
     this.completionUsed = this.usageTotal?.completion_tokens ?? 0;
-    const resumed = this.run.status === 'in_progress';
+    const previousStatus = loaded.previousStatus;
+    const resumed = previousStatus === 'in_progress';
 
     try {
       if (this.run.status === 'cancelling') return await this.finishCancelled();
-      if (this.run.status === 'queued') {
-        await this.transition('in_progress', { started_at: this.run.started_at ?? nowSeconds() });
-        this.publish('thread.run.in_progress', this.run);
-      }
       if (this.run.status !== 'in_progress') return;
+      // The claim moved a queued run to in_progress (written, so now published).
+      if (previousStatus === 'queued') this.publish('thread.run.in_progress', this.run);
       // Resuming a run found in progress (after a crash or a shutdown): a model call that was cut
       // off is redone from the last persisted step. A queued run has no unfinished work.
       if (resumed) {
@@ -351,6 +350,9 @@ export class RunExecutor {
 
   private async loop(model: LanguageModel, additionalInstructions: string | null, reasoningEffort: string | null) {
     for (let guard = 0; guard < MAX_TURNS; guard++) {
+      // Two independent reads, issued together.
+      const threadMessagesRead = this.runs.threadMessagesForPrompt(this.run.thread_id, this.runId);
+      threadMessagesRead.catch(() => {});
       const steps = await this.runs.stepsForPrompt(this.runId);
       this.rememberSearches(steps);
       this.rememberCode(steps);
@@ -369,7 +371,7 @@ export class RunExecutor {
       );
       const runMessages = new Map((await this.runs.getMessagesByIds(runMessageIds)).map((message) => [message.id, message]));
       const tools = chatTools(this.run, this.fileSearch !== null, this.codeInterpreter);
-      const threadMessages = await this.runs.threadMessagesForPrompt(this.run.thread_id, this.runId);
+      const threadMessages = await threadMessagesRead;
       // Read once a pass: no message joins the thread while its run is active.
       if (this.codeInterpreter && guard === 0) this.codeInputs = await this.codeInputFiles(threadMessages);
       const toolInstructions = [
@@ -444,19 +446,7 @@ export class RunExecutor {
   }
 
   private async startMessage(turn: Turn) {
-    const { message, step } = await this.writes.sql.transaction(async (tx) => {
-      const message = (await new Repositories(tx).createMessage(this.run.thread_id, {
-        role: 'assistant',
-        content: [],
-        attachments: [],
-        metadata: {},
-        status: 'in_progress',
-        assistantId: this.run.assistant_id,
-        runId: this.runId,
-      }))!;
-      const step = await this.runs.createStep(this.run, { type: 'message_creation', message_creation: { message_id: message.id } }, turn.number, tx);
-      return { message, step };
-    });
+    const { message, step } = await this.runs.startMessage(this.run, turn.number);
     turn.message = message;
     turn.messageStep = step;
     turn.images = this.pendingImages;
@@ -621,8 +611,8 @@ export class RunExecutor {
     if (!turn.message) await this.startMessage(turn);
     const events = await this.writes.sql.transaction(async (tx) => {
       const messageEvents = await this.endMessage(turn, tx, reason === 'content_filter' ? 'content_filter' : undefined, usage);
-      await this.runs.addUsage(this.runId, usage!, tx);
-      await this.transition('completed', { completed_at: nowSeconds(), expires_at: null }, tx);
+      // The completing write adds the call's usage itself.
+      await this.transition('completed', { completed_at: nowSeconds(), expires_at: null, usage: usagePlusSql(usage!) }, tx);
       return messageEvents;
     });
     for (const [event, data] of events) this.publish(event, data);

@@ -134,8 +134,11 @@ export class RunService {
   }
 
   async createRun(threadId: string, request: CreateRun): Promise<RunObject> {
+    // The thread and the assistant are read together; a missing thread is still the error told first.
+    const template = this.newRun(threadId, request);
+    template.catch(() => {});
     if (!(await this.storage.getThread(threadId))) throw notFound('thread', threadId);
-    const run = await this.newRun(threadId, request);
+    const run = await template;
     try {
       return await this.storage.runs.createRun(run, (request.additional_messages ?? []).map(this.options.toNewMessage));
     } catch (error) {
@@ -180,12 +183,14 @@ export class RunService {
           await this.handOn(runId);
           return;
         }
-        const claim = await this.storage.runs.claim(runId, this.owner, this.leaseMs);
-        if (!claim) return;
+        // Claimed (with the next fencing token), read and, when queued, moved to in_progress in one statement.
+        const claimed = await this.storage.runs.claimForExecution(runId, this.owner, this.leaseMs, nowSeconds());
+        if (!claimed) return;
+        const { claim } = claimed;
         const active = this.active.get(runId);
         if (active?.pass === pass) active.claim = claim;
         try {
-          await new RunExecutor(this.deps, claim, controller.signal).execute();
+          await new RunExecutor(this.deps, claim, controller.signal, claimed.load).execute();
         } finally {
           // Stopped by a shutdown before it ended, the run is handed on at once, not when a sweep finds it.
           if ((controller.signal.reason as StopSignal | undefined)?.reason === 'shutdown') await this.handOn(runId, claim);

@@ -11,7 +11,9 @@ export interface EventStream {
 
 /**
  * Takes over the response and writes server-sent events as the Assistants API frames them:
- * `event: <name>\ndata: <json>\n\n`. Each event is written as it comes (no batching).
+ * `event: <name>\ndata: <json>\n\n`. Each event is written as it comes; the events of one tick
+ * (a step's and a message's created and in_progress events and the first delta, or the deltas of
+ * one read from the model) leave in one write: the response is corked until the tick ends.
  */
 export function openEventStream(reply: FastifyReply): EventStream {
   reply.hijack();
@@ -25,12 +27,22 @@ export function openEventStream(reply: FastifyReply): EventStream {
   // In-process requests (app.inject, the LiteLLM functions' local mode) have a socket without one.
   raw.socket?.setNoDelay?.(true);
   let ended = false;
+  let corked = false;
+  const uncork = () => {
+    corked = false;
+    raw.uncork();
+  };
   const closed = new Promise<void>((resolve) => {
     raw.once('close', resolve);
   });
   return {
     send(event) {
       if (ended || raw.destroyed) return;
+      if (!corked) {
+        corked = true;
+        raw.cork();
+        process.nextTick(uncork);
+      }
       raw.write(`event: ${event.event}\ndata: ${JSON.stringify(event.data)}\n\n`);
     },
     end() {

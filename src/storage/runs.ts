@@ -66,6 +66,16 @@ class SqlValue {
 /** `locked_until` for a lease of `ms` from now, by the database's clock. */
 export const leaseUntilSql = (ms: number) => new SqlValue((parameter) => `${NOW_MS} + ${parameter}::bigint`, ms);
 
+/** The run's `usage` plus `added`, as a field of a write of the run (adding usage in the write that ends a model call). */
+export const usagePlusSql = (added: NonNullable<RunObject['usage']>) =>
+  new SqlValue(
+    (parameter) => `json_build_object(
+      'prompt_tokens', COALESCE((usage->>'prompt_tokens')::int, 0) + (${parameter}::json->>'prompt_tokens')::int,
+      'completion_tokens', COALESCE((usage->>'completion_tokens')::int, 0) + (${parameter}::json->>'completion_tokens')::int,
+      'total_tokens', COALESCE((usage->>'total_tokens')::int, 0) + (${parameter}::json->>'total_tokens')::int)`,
+    JSON.stringify({ prompt_tokens: added.prompt_tokens, completion_tokens: added.completion_tokens, total_tokens: added.total_tokens }),
+  );
+
 /** `SET a = $n, ...` for the given fields, JSON-encoding json columns; values appended to `values`. */
 function assignments(fields: Record<string, unknown>, values: unknown[]): string {
   return Object.entries(fields)
@@ -124,6 +134,16 @@ export class ActiveRunError extends Error {
 const UNIQUE_VIOLATION = '23505';
 export const FOREIGN_KEY_VIOLATION = '23503';
 export class ThreadGoneError extends Error {}
+
+/** What an execution pass starts from: the run as its claim left it, and the engine-only fields. */
+export interface ExecutionLoad {
+  run: RunObject;
+  /** The status before the claim: 'queued' means the claim itself moved the run to in_progress. */
+  previousStatus: RunStatus;
+  additionalInstructions: string | null;
+  reasoningEffort: string | null;
+  usageTotal: RunObject['usage'];
+}
 
 /** A process's claim on a run: its id, and the fencing token that claim took. */
 export interface RunClaim {
@@ -255,7 +275,8 @@ export class RunRepository {
       return rows[0]!;
     };
     try {
-      return await (client === this.sql ? this.sql.transaction(work) : work(client));
+      // A lone INSERT is atomic by itself: BEGIN and COMMIT only when messages come with it.
+      return await (client === this.sql && additionalMessages.length > 0 ? this.sql.transaction(work) : work(client));
     } catch (error) {
       const code = (error as { code?: string }).code;
       if (code === UNIQUE_VIOLATION) throw new ActiveRunError(run.threadId, await this.activeRunId(run.threadId).catch(() => null));
@@ -275,22 +296,6 @@ export class RunRepository {
   async getRunById(runId: string): Promise<RunObject | undefined> {
     const { rows } = await this.sql.query<RunObject>(`SELECT ${RUN_COLUMNS} FROM runs WHERE id = $1`, [runId]);
     return rows[0];
-  }
-
-  /** The run with the engine-only fields the wire object does not carry, in one read. */
-  async runForExecution(runId: string): Promise<
-    | { run: RunObject; additionalInstructions: string | null; reasoningEffort: string | null; usageTotal: RunObject['usage'] }
-    | undefined
-  > {
-    const { rows } = await this.sql.query<RunObject & { x_additional_instructions: string | null; x_reasoning_effort: string | null; x_usage_total: RunObject['usage'] }>(
-      `SELECT ${RUN_COLUMNS}, additional_instructions AS x_additional_instructions, reasoning_effort AS x_reasoning_effort,
-         usage AS x_usage_total FROM runs WHERE id = $1`,
-      [runId],
-    );
-    const row = rows[0];
-    if (!row) return undefined;
-    const { x_additional_instructions, x_reasoning_effort, x_usage_total, ...run } = row;
-    return { run, additionalInstructions: x_additional_instructions, reasoningEffort: x_reasoning_effort, usageTotal: x_usage_total };
   }
 
   async listRuns(threadId: string, page: PageRequest): Promise<ListObject<RunObject>> {
@@ -358,6 +363,34 @@ export class RunRepository {
       [newId('step'), run.id, run.thread_id, run.assistant_id, nowSeconds(), details.type, JSON.stringify(details), turn],
     );
     return rows[0]!;
+  }
+
+  /**
+   * The assistant message a model call starts writing (in_progress, empty) and its message_creation
+   * step, in one statement (atomic as a transaction is, in one round trip). Through a fenced client
+   * the statement holds the claim itself: it locks the run's row where the claim's lease holds, and
+   * inserts nothing (LeaseLostError) where it does not.
+   */
+  async startMessage(run: Pick<RunObject, 'id' | 'thread_id' | 'assistant_id'>, turn: number, client: SqlClient = this.sql): Promise<{ message: MessageObject; step: RunStepObject }> {
+    const messageId = newId('message');
+    const details: StepDetails = { type: 'message_creation', message_creation: { message_id: messageId } };
+    const values: unknown[] = [messageId, run.thread_id, nowSeconds(), run.assistant_id, run.id, newId('step'), JSON.stringify(details), turn];
+    const { runner, condition } = selfFenced(client, run.id, values);
+    const { rows } = await runner.query<{ message: MessageObject; step: RunStepObject }>(
+      `WITH fence AS (SELECT 1 FROM runs WHERE id = $5${condition} FOR NO KEY UPDATE),
+       m AS (
+         INSERT INTO messages (id, thread_id, created_at, status, completed_at, role, content, assistant_id, run_id, attachments, metadata)
+         SELECT $1, $2, $3::bigint, 'in_progress', NULL, 'assistant', '[]'::json, $4, $5, '[]'::json, '{}'::json FROM fence
+         RETURNING ${MESSAGE_COLUMNS}),
+       s AS (
+         INSERT INTO run_steps (id, run_id, thread_id, assistant_id, created_at, type, status, step_details, turn)
+         SELECT $6, $5, $2, $4, $3::bigint, 'message_creation', 'in_progress', $7::json, $8 FROM fence
+         RETURNING ${STEP_COLUMNS})
+       SELECT row_to_json(m) AS message, row_to_json(s) AS step FROM m, s`,
+      values,
+    );
+    if (!rows[0]) throw new LeaseLostError(run.id);
+    return rows[0];
   }
 
   updateStep(stepId: string, fields: Record<string, unknown>, client: SqlClient = this.sql): Promise<RunStepObject | undefined> {
@@ -478,6 +511,36 @@ export class RunRepository {
       [runId, owner, leaseMs],
     );
     return rows[0] ? { runId, owner, token: rows[0].lease_token } : undefined;
+  }
+
+  /**
+   * claim, the run's read and queued → in_progress in one statement: takes the run as `claim` does
+   * (with the next fencing token), moves a queued run to in_progress (started_at kept, or set to
+   * `startedAt`), and returns the claim with the run as it is now, the status it had and the
+   * engine-only fields. Undefined when the run cannot be claimed.
+   */
+  async claimForExecution(runId: string, owner: string, leaseMs: number, startedAt: number): Promise<{ claim: RunClaim; load: ExecutionLoad } | undefined> {
+    const { rows } = await this.sql.query<
+      RunObject & { x_previous_status: RunStatus; x_additional_instructions: string | null; x_reasoning_effort: string | null; x_usage_total: RunObject['usage']; x_lease_token: number }
+    >(
+      `WITH previous AS (SELECT id AS previous_id, status AS previous_status FROM runs WHERE id = $1 FOR NO KEY UPDATE)
+       UPDATE runs SET locked_by = $2, locked_until = ${NOW_MS} + $3::bigint, lease_token = lease_token + 1,
+         status = CASE WHEN runs.status = 'queued' THEN 'in_progress' ELSE runs.status END,
+         started_at = CASE WHEN runs.status = 'queued' THEN COALESCE(runs.started_at, $4::bigint) ELSE runs.started_at END
+       FROM previous
+       WHERE runs.id = previous.previous_id AND runs.status IN ('queued', 'in_progress', 'cancelling')
+         AND (runs.locked_by IS NULL OR runs.locked_by = $2 OR runs.locked_until < ${NOW_MS})
+       RETURNING ${RUN_COLUMNS}, previous.previous_status AS x_previous_status, additional_instructions AS x_additional_instructions,
+         reasoning_effort AS x_reasoning_effort, usage AS x_usage_total, lease_token AS x_lease_token`,
+      [runId, owner, leaseMs, startedAt],
+    );
+    const row = rows[0];
+    if (!row) return undefined;
+    const { x_previous_status, x_additional_instructions, x_reasoning_effort, x_usage_total, x_lease_token, ...run } = row;
+    return {
+      claim: { runId, owner, token: x_lease_token },
+      load: { run, previousStatus: x_previous_status, additionalInstructions: x_additional_instructions, reasoningEffort: x_reasoning_effort, usageTotal: x_usage_total },
+    };
   }
 
   /**
