@@ -215,7 +215,7 @@ describe('engine regressions: resume after an interruption mid-turn (PGlite, two
     const steps = await waitFor(
       'the text to be written and the tool call to begin',
       async () => {
-        const found = await first.server.storage.runs.stepsForPrompt(run.id);
+        const { steps: found } = await first.server.storage.runs.promptHistory(run.id, thread.id);
         const message = found.find((step) => step.type === 'message_creation');
         const tool = found.find((step) => step.type === 'tool_calls');
         return message?.status === 'completed' && tool?.status === 'in_progress' ? found : undefined;

@@ -9,7 +9,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { fencedWrites, finishCancellation } from '../src/engine/execute-run.js';
 import { Repositories } from '../src/storage/repositories.js';
-import { LeaseLostError, type NewRun } from '../src/storage/runs.js';
+import { LeaseLostError, usagePlusSql, type NewRun } from '../src/storage/runs.js';
 import { BACKENDS, openTestStorage, type TestStorage } from './helpers/storage.js';
 import { sleep } from './helpers/harness.js';
 
@@ -77,7 +77,8 @@ for (const backend of BACKENDS) {
 
       const stale = fencedWrites(storage, first);
       await assert.rejects(stale.runs.transition(run.id, ['queued'], 'in_progress'), LeaseLostError);
-      await assert.rejects(stale.runs.addUsage(run.id, { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 }), LeaseLostError);
+      const usage = { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 };
+      await assert.rejects(stale.runs.writeTogether(run.id, [{ table: 'runs', id: run.id, fields: { usage: usagePlusSql(usage) } }]), LeaseLostError);
       await assert.rejects(
         stale.sql.transaction(async (tx) => {
           await new Repositories(tx).createMessage(run.thread_id, assistantMessage(run.id));
@@ -106,6 +107,16 @@ for (const backend of BACKENDS) {
       const { message, step } = await current.runs.startMessage(run, 1);
       assert.equal(message.status, 'in_progress');
       assert.equal(step.step_details.type === 'message_creation' && step.step_details.message_creation.message_id, message.id);
+      // Several rows in one fenced statement: each comes back written, in its place.
+      const [ended, endedStep, completed] = (await current.runs.writeTogether(run.id, [
+        { table: 'messages', id: message.id, fields: { status: 'completed', completed_at: 5 } },
+        { table: 'run_steps', id: step.id, fields: { status: 'completed', completed_at: 5 } },
+        { table: 'runs', id: run.id, from: ['in_progress'], status: 'requires_action', fields: { usage: usagePlusSql(usage) } },
+      ])) as [{ status: string }, { status: string }, { status: string }];
+      assert.deepEqual([ended.status, endedStep.status, completed.status], ['completed', 'completed', 'requires_action']);
+      const [missed] = await current.runs.writeTogether(run.id, [{ table: 'runs', id: run.id, from: ['queued'], status: 'in_progress', fields: {} }]);
+      assert.equal(missed, undefined, 'a status that does not hold writes nothing');
+      await storage.runs.transition(run.id, ['requires_action'], 'in_progress');
       assert.deepEqual(await storage.runs.extendLeases([second], LONG_LEASE_MS), [run.id]);
 
       // A claim that also starts the run takes the next token as well, fencing the one before it.

@@ -44,11 +44,11 @@ import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
-import { fencedClient, LeaseLostError, RunRepository, usagePlusSql, type ExecutionLoad, type PromptStep, type RunClaim } from '../storage/runs.js';
+import { fencedClient, LeaseLostError, RunRepository, usagePlusSql, type ExecutionLoad, type PromptStep, type RowWrite, type RunClaim } from '../storage/runs.js';
 import { FileRepository } from '../storage/files.js';
 import { CompletionBudget, completionTokens } from './completion-budget.js';
 import type { RunEventBus } from './events.js';
-import { allowedFrom } from './run-state.js';
+import { allowedFrom, isTerminal } from './run-state.js';
 
 export interface EngineDeps {
   storage: Storage;
@@ -102,6 +102,9 @@ export function fencedWrites(storage: Pick<Storage, 'sql'>, claim: RunClaim): Fe
   const sql = fencedClient(storage.sql, claim);
   return { sql, runs: new RunRepository(sql), files: new FileRepository(sql) };
 }
+
+/** A row write of `commit`, with the event its written row is published as. */
+type EventWrite = RowWrite & { event?: string };
 
 export class StopSignal extends Error {
   constructor(readonly reason: StopReason) {
@@ -262,6 +265,8 @@ export class RunExecutor {
   private codeInputs: (InputFile & { fileId: string })[] = [];
 
   private readonly writes: FencedWrites;
+  /** Whether the pass let go of its claim itself (in the write that ended the run or asked for tool outputs). */
+  released = false;
 
   constructor(
     private readonly deps: EngineDeps,
@@ -350,10 +355,7 @@ export class RunExecutor {
 
   private async loop(model: LanguageModel, additionalInstructions: string | null, reasoningEffort: string | null) {
     for (let guard = 0; guard < MAX_TURNS; guard++) {
-      // Two independent reads, issued together.
-      const threadMessagesRead = this.runs.threadMessagesForPrompt(this.run.thread_id, this.runId);
-      threadMessagesRead.catch(() => {});
-      const steps = await this.runs.stepsForPrompt(this.runId);
+      const { steps, threadMessages } = await this.runs.promptHistory(this.runId, this.run.thread_id);
       this.rememberSearches(steps);
       this.rememberCode(steps);
       const last = steps.at(-1);
@@ -371,7 +373,6 @@ export class RunExecutor {
       );
       const runMessages = new Map((await this.runs.getMessagesByIds(runMessageIds)).map((message) => [message.id, message]));
       const tools = chatTools(this.run, this.fileSearch !== null, this.codeInterpreter);
-      const threadMessages = await threadMessagesRead;
       // Read once a pass: no message joins the thread while its run is active.
       if (this.codeInterpreter && guard === 0) this.codeInputs = await this.codeInputFiles(threadMessages);
       const toolInstructions = [
@@ -475,8 +476,11 @@ export class RunExecutor {
     return ids.map((fileId) => ({ file_id: fileId, tools: [{ type: 'code_interpreter' }] }));
   }
 
-  /** Ends the turn's message (and its step): completed, or incomplete with a reason. */
-  private async endMessage(turn: Turn, client: SqlClient, incompleteReason?: string, usage?: Usage | null) {
+  /**
+   * The writes that end the turn's message and its step (completed, or incomplete with a reason),
+   * each with the event it makes; none when the turn has no open message.
+   */
+  private endMessageWrites(turn: Turn, incompleteReason?: string, usage?: Usage | null): EventWrite[] {
     if (!turn.message || !turn.messageStep || turn.messageDone) return [];
     turn.messageDone = true;
     const now = nowSeconds();
@@ -484,21 +488,44 @@ export class RunExecutor {
     const lastLinks = this.newFilePaths(turn, true);
     if (lastLinks.length > 0) this.publishTextDelta(turn, '', lastLinks);
     const attachments = this.messageAttachments(turn);
-    const message = await this.runs.updateMessage(
-      turn.message.id,
-      {
-        ...(incompleteReason
-          ? { status: 'incomplete', content: this.messageContent(turn), incomplete_at: now, incomplete_details: { reason: incompleteReason } }
-          : { status: 'completed', content: this.messageContent(turn), completed_at: now }),
-        ...(attachments.length > 0 ? { attachments } : {}),
-      },
-      client,
-    );
-    const step = await this.runs.updateStep(turn.messageStep.id, { status: 'completed', completed_at: now, usage: usage ?? null }, client);
     return [
-      ['thread.message.' + (incompleteReason ? 'incomplete' : 'completed'), message],
-      ['thread.run.step.completed', step],
-    ] as const;
+      {
+        table: 'messages',
+        id: turn.message.id,
+        fields: {
+          ...(incompleteReason
+            ? { status: 'incomplete', content: this.messageContent(turn), incomplete_at: now, incomplete_details: { reason: incompleteReason } }
+            : { status: 'completed', content: this.messageContent(turn), completed_at: now }),
+          ...(attachments.length > 0 ? { attachments } : {}),
+        },
+        event: 'thread.message.' + (incompleteReason ? 'incomplete' : 'completed'),
+      },
+      { table: 'run_steps', id: turn.messageStep.id, fields: { status: 'completed', completed_at: now, usage: usage ?? null }, event: 'thread.run.step.completed' },
+    ];
+  }
+
+  /** The run's move to `to` (with `fields`) as a write of `commit`, announced as `thread.run.<to>`. */
+  private runWrite(to: RunObject['status'], fields: Record<string, unknown>): EventWrite {
+    // A run that ends, or waits for tool outputs, is let go of in the same write.
+    const release = isTerminal(to) || to === 'requires_action' ? { locked_by: null, locked_until: null } : {};
+    return { table: 'runs', id: this.runId, from: allowedFrom(to), status: to, fields: { ...fields, ...release }, event: `thread.run.${to}` };
+  }
+
+  /**
+   * Writes `writes` in one statement, then publishes their events in order. A run write that finds
+   * the run no longer where this pass left it throws TransitionLost (and nothing is written).
+   */
+  private async commit(writes: EventWrite[]): Promise<void> {
+    if (writes.length === 0) return;
+    const rows = await this.runs.writeTogether(this.runId, writes);
+    const runIndex = writes.findIndex((write) => write.table === 'runs');
+    if (runIndex !== -1) {
+      const run = rows[runIndex] as RunObject | undefined;
+      if (!run) throw new TransitionLost((writes[runIndex] as { status?: string }).status ?? 'its next status');
+      this.run = run;
+      if ((writes[runIndex]!.fields as { locked_by?: unknown }).locked_by === null) this.released = true;
+    }
+    for (const [index, write] of writes.entries()) if (write.event && rows[index]) this.publish(write.event, rows[index]);
   }
 
   private async callModel(model: LanguageModel, request: ModelRequest, turn: Turn, promptTokens: number) {
@@ -525,8 +552,7 @@ export class RunExecutor {
           // incomplete message of its own, and the new answer streams into a new one.
           const answer = turn.text;
           turn.text = turn.streamed;
-          const events = await this.writes.sql.transaction((tx) => this.endMessage(turn, tx, 'run_failed'));
-          for (const [event, data] of events) this.publish(event, data);
+          await this.commit(this.endMessageWrites(turn, 'run_failed'));
           turn.startNewMessage(answer);
           await this.startMessage(turn);
           value = answer;
@@ -548,8 +574,7 @@ export class RunExecutor {
         }
         if (turn.message && !turn.messageDone) {
           // One step is active at a time: the message is finished before tool calls start.
-          const events = await this.writes.sql.transaction((tx) => this.endMessage(turn, tx));
-          for (const [event, data] of events) this.publish(event, data);
+          await this.commit(this.endMessageWrites(turn));
         }
         if (!turn.toolStep) {
           turn.toolStep = await this.runs.createStep(this.run, { type: 'tool_calls', tool_calls: [] }, turn.number);
@@ -609,14 +634,11 @@ export class RunExecutor {
     }
     if (turn.calls.size > 0) return this.answerToolCalls(turn, usage);
     if (!turn.message) await this.startMessage(turn);
-    const events = await this.writes.sql.transaction(async (tx) => {
-      const messageEvents = await this.endMessage(turn, tx, reason === 'content_filter' ? 'content_filter' : undefined, usage);
-      // The completing write adds the call's usage itself.
-      await this.transition('completed', { completed_at: nowSeconds(), expires_at: null, usage: usagePlusSql(usage!) }, tx);
-      return messageEvents;
-    });
-    for (const [event, data] of events) this.publish(event, data);
-    this.publish('thread.run.completed', this.run);
+    // The message, its step and the run (with the call's usage added) in one write.
+    await this.commit([
+      ...this.endMessageWrites(turn, reason === 'content_filter' ? 'content_filter' : undefined, usage),
+      this.runWrite('completed', { completed_at: nowSeconds(), expires_at: null, usage: usagePlusSql(usage!) }),
+    ]);
     return 'ended' as const;
   }
 
@@ -848,31 +870,17 @@ export class RunExecutor {
     const functions = calls.filter((call): call is FunctionToolCall => call.type === 'function');
     const stepFields = { step_details: { type: 'tool_calls', tool_calls: calls }, tool_state: this.toolState(turn), usage };
     if (functions.length === 0) {
-      const step = await this.writes.sql.transaction(async (tx) => {
-        const step = await this.runs.updateStep(turn.toolStep!.id, { ...stepFields, status: 'completed', completed_at: nowSeconds() }, tx);
-        await this.runs.addUsage(this.runId, usage, tx);
-        return step;
-      });
-      if (step) this.publish('thread.run.step.completed', step);
+      await this.commit([
+        { table: 'run_steps', id: turn.toolStep!.id, fields: { ...stepFields, status: 'completed', completed_at: nowSeconds() }, event: 'thread.run.step.completed' },
+        { table: 'runs', id: this.runId, fields: { usage: usagePlusSql(usage) } },
+      ]);
       return 'continue' as const;
     }
-    await this.writes.sql.transaction(async (tx) => {
-      await this.runs.updateStep(turn.toolStep!.id, stepFields, tx);
-      await this.runs.addUsage(this.runId, usage, tx);
-      await this.transition(
-        'requires_action',
-        {
-          required_action: {
-            type: 'submit_tool_outputs',
-            submit_tool_outputs: {
-              tool_calls: functions.map((call) => ({ id: call.id, type: 'function', function: { name: call.function.name, arguments: call.function.arguments } })),
-            },
-          },
-        },
-        tx,
-      );
-    });
-    this.publish('thread.run.requires_action', this.run);
+    const toolCalls = functions.map((call) => ({ id: call.id, type: 'function', function: { name: call.function.name, arguments: call.function.arguments } }));
+    await this.commit([
+      { table: 'run_steps', id: turn.toolStep!.id, fields: stepFields },
+      this.runWrite('requires_action', { usage: usagePlusSql(usage), required_action: { type: 'submit_tool_outputs', submit_tool_outputs: { tool_calls: toolCalls } } }),
+    ]);
     return 'requires_action' as const;
   }
 
@@ -882,22 +890,20 @@ export class RunExecutor {
    */
   private async finishIncomplete(turn: Turn | undefined, reason: 'max_completion_tokens' | 'max_prompt_tokens', usage?: Usage) {
     const now = nowSeconds();
-    const events = await this.writes.sql.transaction(async (tx) => {
-      const turnEvents: (readonly [string, unknown])[] = turn ? [...(await this.endMessage(turn, tx, 'max_tokens', usage))] : [];
-      if (turn?.toolStep) {
-        const step = await this.runs.updateStep(
-          turn.toolStep.id,
-          { status: 'cancelled', cancelled_at: now, step_details: { type: 'tool_calls', tool_calls: this.stepCalls(turn) }, usage: usage ?? null },
-          tx,
-        );
-        if (step) turnEvents.push(['thread.run.step.cancelled', step]);
-      }
-      if (usage) await this.runs.addUsage(this.runId, usage, tx);
-      await this.transition('incomplete', { incomplete_details: { reason }, completed_at: now, expires_at: null }, tx);
-      return turnEvents;
-    });
-    for (const [event, data] of events) this.publish(event, data);
-    this.publish('thread.run.incomplete', this.run);
+    await this.commit([
+      ...(turn ? this.endMessageWrites(turn, 'max_tokens', usage) : []),
+      ...(turn?.toolStep
+        ? [
+            {
+              table: 'run_steps' as const,
+              id: turn.toolStep.id,
+              fields: { status: 'cancelled', cancelled_at: now, step_details: { type: 'tool_calls', tool_calls: this.stepCalls(turn) }, usage: usage ?? null },
+              event: 'thread.run.step.cancelled',
+            },
+          ]
+        : []),
+      this.runWrite('incomplete', { incomplete_details: { reason }, completed_at: now, expires_at: null, ...(usage ? { usage: usagePlusSql(usage) } : {}) }),
+    ]);
   }
 
   private async fail(turn: Turn | undefined, lastError: RunError) {

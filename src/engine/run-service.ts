@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { RunObject, RunStepObject, ThreadObject } from '../api/objects.js';
+import type { AssistantObject, RunObject, RunStepObject, ThreadObject } from '../api/objects.js';
 import type { CreateMessage, CreateRun, CreateThreadAndRun, Tool } from '../api/schemas.js';
 import type { AssistdSettings } from '../config.js';
 import { invalidRequest, notFound, notFoundInThread, quote } from '../errors.js';
@@ -93,8 +93,7 @@ export class RunService {
 
   // ---- creating runs
 
-  private async newRun(threadId: string, request: CreateRun | CreateThreadAndRun): Promise<NewRun> {
-    const assistant = await this.storage.getAssistant(request.assistant_id);
+  private newRun(threadId: string, request: CreateRun | CreateThreadAndRun, assistant: AssistantObject | undefined): NewRun {
     if (!assistant) throw notFound('assistant', request.assistant_id);
     const model = request.model ?? assistant.model;
     this.assertModelRoutes(model);
@@ -134,11 +133,10 @@ export class RunService {
   }
 
   async createRun(threadId: string, request: CreateRun): Promise<RunObject> {
-    // The thread and the assistant are read together; a missing thread is still the error told first.
-    const template = this.newRun(threadId, request);
-    template.catch(() => {});
-    if (!(await this.storage.getThread(threadId))) throw notFound('thread', threadId);
-    const run = await template;
+    // The thread and the assistant are read together; a missing thread is the error told first.
+    const { assistant, threadExists } = await this.storage.assistantAndThread(request.assistant_id, threadId);
+    if (!threadExists) throw notFound('thread', threadId);
+    const run = this.newRun(threadId, request, assistant);
     try {
       return await this.storage.runs.createRun(run, (request.additional_messages ?? []).map(this.options.toNewMessage));
     } catch (error) {
@@ -150,7 +148,7 @@ export class RunService {
 
   /** The thread, its messages and the run, all in one transaction. */
   async createThreadAndRun(request: CreateThreadAndRun): Promise<{ thread: ThreadObject; run: RunObject }> {
-    const template = await this.newRun('', request);
+    const template = this.newRun('', request, await this.storage.getAssistant(request.assistant_id));
     return this.storage.sql.transaction(async (tx) => {
       const repositories = new Repositories(tx);
       const thread = await repositories.createThread({
@@ -189,12 +187,13 @@ export class RunService {
         const { claim } = claimed;
         const active = this.active.get(runId);
         if (active?.pass === pass) active.claim = claim;
+        const executor = new RunExecutor(this.deps, claim, controller.signal, claimed.load);
         try {
-          await new RunExecutor(this.deps, claim, controller.signal, claimed.load).execute();
+          await executor.execute();
         } finally {
           // Stopped by a shutdown before it ended, the run is handed on at once, not when a sweep finds it.
           if ((controller.signal.reason as StopSignal | undefined)?.reason === 'shutdown') await this.handOn(runId, claim);
-          else await this.storage.runs.release(claim).catch(() => {});
+          else if (!executor.released) await this.storage.runs.release(claim).catch(() => {});
         }
       } catch (error) {
         if (error instanceof LeaseLostError) {

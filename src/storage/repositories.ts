@@ -119,6 +119,16 @@ export class Repositories {
     return rows[0];
   }
 
+  /** The assistant (undefined when unknown) and whether the thread exists, in one read (creating a run). */
+  async assistantAndThread(assistantId: string, threadId: string): Promise<{ assistant: AssistantObject | undefined; threadExists: boolean }> {
+    const { rows } = await this.sql.query<{ assistant: AssistantObject | null; thread_exists: boolean }>(
+      `SELECT (SELECT row_to_json(a) FROM (SELECT ${ASSISTANT_COLUMNS} FROM assistants WHERE id = $1) a) AS assistant,
+         EXISTS (SELECT 1 FROM threads WHERE id = $2) AS thread_exists`,
+      [assistantId, threadId],
+    );
+    return { assistant: rows[0]!.assistant ?? undefined, threadExists: rows[0]!.thread_exists };
+  }
+
   /** Applies only the fields present in `changes`; returns undefined for an unknown id. */
   async modifyAssistant(id: string, changes: ModifyAssistant): Promise<AssistantObject | undefined> {
     const assignments: string[] = [];

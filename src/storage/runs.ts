@@ -22,6 +22,9 @@ const RUN_COLUMNS = `id, 'thread.run' AS object, created_at, assistant_id, threa
 const STEP_COLUMNS = `id, 'thread.run.step' AS object, created_at, run_id, assistant_id, thread_id, type, status,
   cancelled_at, completed_at, expired_at, failed_at, last_error, step_details, usage, metadata`;
 
+/** What each table's writes return: its wire object's columns. */
+const WRITE_COLUMNS: Record<RowWrite['table'], string> = { runs: RUN_COLUMNS, run_steps: STEP_COLUMNS, messages: MESSAGE_COLUMNS };
+
 const JSON_COLUMNS = new Set([
   'required_action',
   'last_error',
@@ -134,6 +137,11 @@ export class ActiveRunError extends Error {
 const UNIQUE_VIOLATION = '23505';
 export const FOREIGN_KEY_VIOLATION = '23503';
 export class ThreadGoneError extends Error {}
+
+/** One row update of `writeTogether`: a message, a step, or the run (moved from one of `from` to `status`). */
+export type RowWrite =
+  | { table: 'messages' | 'run_steps'; id: string; fields: Record<string, unknown> }
+  | { table: 'runs'; id: string; fields: Record<string, unknown>; from?: readonly RunStatus[]; status?: RunStatus };
 
 /** What an execution pass starts from: the run as its claim left it, and the engine-only fields. */
 export interface ExecutionLoad {
@@ -335,20 +343,6 @@ export class RunRepository {
     return rows[0];
   }
 
-  async addUsage(runId: string, usage: NonNullable<RunObject['usage']>, client: SqlClient = this.sql): Promise<void> {
-    const values: unknown[] = [runId, usage.prompt_tokens, usage.completion_tokens, usage.total_tokens];
-    const { runner, condition } = selfFenced(client, runId, values);
-    const { rowCount } = await runner.query(
-      `UPDATE runs SET usage = json_build_object(
-         'prompt_tokens', COALESCE((usage->>'prompt_tokens')::int, 0) + $2::int,
-         'completion_tokens', COALESCE((usage->>'completion_tokens')::int, 0) + $3::int,
-         'total_tokens', COALESCE((usage->>'total_tokens')::int, 0) + $4::int)
-       WHERE id = $1${condition}`,
-      values,
-    );
-    if (rowCount === 0 && condition) await assertLeaseHeld(runner, runId, values.at(-1) as number);
-  }
-
   // ---- steps
 
   async createStep(
@@ -393,6 +387,36 @@ export class RunRepository {
     return rows[0];
   }
 
+  /**
+   * Several row updates of one run (its messages, steps and the run itself) in one statement: atomic
+   * as a transaction, in one round trip. Each write's row comes back in the write's place (undefined
+   * where nothing matched: a run write whose `from` did not hold, a row gone). Through a fenced
+   * client the statement holds the claim (LeaseLostError, nothing written, when it does not).
+   */
+  async writeTogether(runId: string, writes: readonly RowWrite[], client: SqlClient = this.sql): Promise<unknown[]> {
+    const values: unknown[] = [runId];
+    const { runner, condition } = selfFenced(client, runId, values);
+    const parts = writes.map((write, index) => {
+      const fields = write.table === 'runs' && write.status ? { status: write.status, ...write.fields } : write.fields;
+      const set = assignments(fields, values);
+      values.push(write.id);
+      let where = `id = $${values.length} AND EXISTS (SELECT 1 FROM fence)`;
+      if (write.table === 'runs' && write.from) {
+        values.push(write.from);
+        where += ` AND status = ANY($${values.length}::text[])`;
+      }
+      return `w${index} AS (UPDATE ${write.table} SET ${set} WHERE ${where} RETURNING ${WRITE_COLUMNS[write.table]})`;
+    });
+    const { rows } = await runner.query<Record<string, unknown>>(
+      `WITH fence AS (SELECT 1 FROM runs WHERE id = $1${condition} FOR NO KEY UPDATE), ${parts.join(', ')}
+       SELECT EXISTS (SELECT 1 FROM fence) AS fenced${writes.map((_, index) => `, (SELECT row_to_json(w${index}) FROM w${index}) AS w${index}`).join('')}`,
+      values,
+    );
+    const row = rows[0]!;
+    if (!row.fenced && condition) throw new LeaseLostError(runId);
+    return writes.map((_, index) => row[`w${index}`] ?? undefined);
+  }
+
   updateStep(stepId: string, fields: Record<string, unknown>, client: SqlClient = this.sql): Promise<RunStepObject | undefined> {
     return updateById<RunStepObject>(client, 'run_steps', STEP_COLUMNS, stepId, fields);
   }
@@ -426,24 +450,25 @@ export class RunRepository {
     return toList(rows, hasMore);
   }
 
-  /** Every step of the run in order, with the model call that produced it. */
-  async stepsForPrompt(runId: string): Promise<PromptStep[]> {
-    const { rows } = await this.sql.query<PromptStep>(
-      `SELECT ${STEP_COLUMNS}, turn, COALESCE(tool_state, '{}'::json) AS tool_state FROM run_steps WHERE run_id = $1 ORDER BY seq`,
-      [runId],
+  /**
+   * What a run's prompt is rebuilt from, in one read: every step of the run in order, with the model
+   * call that produced it, and the thread's messages in order except those this run wrote (they
+   * come from its steps).
+   */
+  async promptHistory(runId: string, threadId: string): Promise<{ steps: PromptStep[]; threadMessages: MessageObject[] }> {
+    const { rows } = await this.sql.query<{ steps: (PromptStep & { seq?: number })[]; messages: (MessageObject & { seq?: number })[] }>(
+      `SELECT
+         (SELECT COALESCE(json_agg(s ORDER BY s.seq), '[]'::json) FROM (
+            SELECT ${STEP_COLUMNS}, turn, COALESCE(tool_state, '{}'::json) AS tool_state, seq FROM run_steps WHERE run_id = $1) s) AS steps,
+         (SELECT COALESCE(json_agg(m ORDER BY m.seq), '[]'::json) FROM (
+            SELECT ${MESSAGE_COLUMNS}, seq FROM messages WHERE thread_id = $2 AND run_id IS DISTINCT FROM $1) m) AS messages`,
+      [runId, threadId],
     );
-    return rows;
-  }
-
-  // ---- messages written by runs
-
-  /** The thread's messages in order, except those this run wrote (they come from its steps). */
-  async threadMessagesForPrompt(threadId: string, runId: string): Promise<MessageObject[]> {
-    const { rows } = await this.sql.query<MessageObject>(
-      `SELECT ${MESSAGE_COLUMNS} FROM messages WHERE thread_id = $1 AND run_id IS DISTINCT FROM $2 ORDER BY seq`,
-      [threadId, runId],
-    );
-    return rows;
+    const withoutSeq = <Row extends { seq?: number }>(row: Row) => {
+      delete row.seq;
+      return row;
+    };
+    return { steps: rows[0]!.steps.map(withoutSeq), threadMessages: rows[0]!.messages.map(withoutSeq) };
   }
 
   async getMessagesByIds(messageIds: string[]): Promise<MessageObject[]> {
