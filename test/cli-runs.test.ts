@@ -47,7 +47,7 @@ interface Serving {
 }
 
 /** `assistd serve` on `dataDir`, every model routed to the fake, no master key, `settings` as assistd_settings. */
-async function serve(dataDir: string, settings: Record<string, unknown> = {}): Promise<Serving> {
+async function serve(dataDir: string, settings: Record<string, unknown> = {}, env: Record<string, string> = {}): Promise<Serving> {
   const config = join(tempDir('cli-runs'), 'config.yaml');
   writeFileSync(
     config,
@@ -56,7 +56,7 @@ async function serve(dataDir: string, settings: Record<string, unknown> = {}): P
       assistd_settings: settings,
     }),
   );
-  const cli = new CliProcess(['serve', '--port', '0', '--data-dir', dataDir, '--config', config], { env: assistdEnv() });
+  const cli = new CliProcess(['serve', '--port', '0', '--data-dir', dataDir, '--config', config], { env: assistdEnv(env) });
   const { url } = listening(await cli.waitFor(LISTENING));
   await cli.waitFor(/^assistd: model: /m);
   return { cli, url, client: new OpenAI({ apiKey: 'unused', baseURL: `${url}/v1`, maxRetries: 0 }) };
@@ -84,6 +84,32 @@ async function slowStream(server: Serving, delayMs: number, ...later: FakeTurn[]
 }
 
 describe('the real CLI with runs in flight', { concurrency: true }, () => {
+  test('at info level the logs are JSON lines naming their request or run, with no key and no message text', async () => {
+    const server = await serve(await preparedDataDir(), {}, { ASSISTD_LOG_LEVEL: 'info' });
+    const question = 'the harbour code is 7391';
+    const answer = 'the ledger says 4410';
+    const tag = script({ text: answer }, { status: 500, errorMessage: `upstream trouble about ${question}` }, { text: answer });
+    const assistant = await server.client.beta.assistants.create({ model: 'gpt-4o', instructions: 'Keep the ledger.' });
+    const thread = await server.client.beta.threads.create({ messages: [{ role: 'user', content: `${question} ${tag}` }] });
+    const streamed = await withTimeout(server.client.beta.threads.runs.stream(thread.id, { assistant_id: assistant.id }).finalRun(), 'streamed run');
+    assert.equal(streamed.status, 'completed');
+    // A model error that is retried logs a warning with the run's id.
+    const polled = await server.client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: assistant.id }, { pollIntervalMs: 20 });
+    assert.equal(polled.status, 'completed');
+    await server.cli.stop();
+    const lines = server.cli.stdout.split('\n').filter((line) => line.startsWith('{'));
+    assert.ok(lines.length > 4, server.cli.describe());
+    let runLines = 0;
+    for (const line of lines) {
+      const entry = JSON.parse(line) as { reqId?: string; runId?: string; req?: unknown; res?: unknown; name?: string; msg?: string };
+      if (entry.req || entry.res) assert.ok(entry.reqId, `a request's log line names the request: ${line}`);
+      if (entry.name === 'runs' && /\brun\b|model call/.test(entry.msg ?? '')) assert.ok(entry.runId, `a run's log line names the run: ${line}`);
+      if (entry.runId) runLines++;
+      for (const secret of [question, answer, 'Keep the ledger', 'sk-fake', '7391', '4410']) assert.ok(!line.includes(secret), `a log line carries '${secret}': ${line}`);
+    }
+    assert.ok(runLines > 0, 'the retried model call is logged with its run id');
+  });
+
   test('the start-up says how code_interpreter runs, and a run with every kind of tool offers the model its functions and both built-in tools', async () => {
     const server = await serve(await preparedDataDir());
     try {

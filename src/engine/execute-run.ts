@@ -428,7 +428,8 @@ export class RunExecutor {
         }
         const backoff = Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** attempt);
         const wait = error.retryAfterMs !== null ? Math.min(RETRY_AFTER_CAP_MS, Math.max(error.retryAfterMs, 0)) : backoff;
-        this.deps.log.warn({ runId: this.runId, attempt: attempt + 1, wait, err: error.message }, 'retrying model call');
+        // The upstream's words stay out of the log (they may quote the prompt); its status says what failed.
+        this.deps.log.warn({ runId: this.runId, attempt: attempt + 1, wait, status: error.statusCode }, 'retrying model call');
         await sleep(wait, this.signal);
         // What a broken attempt streamed is replaced by the retry's answer; tool calls it began
         // are dropped (their step fails) and the retry decides afresh.

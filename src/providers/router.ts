@@ -152,7 +152,8 @@ export class Router {
           if (produced || signal.aborted || !(error instanceof ProviderError)) throw error;
           if (error.isRetryable) load.cooldownUntil = Date.now() + this.options.cooldownMs;
           lastError = error;
-          this.options.log?.(`${deployment.describe} failed (${error.message}); trying the next deployment or fallback`);
+          // The upstream's words stay out of the log: they may quote the prompt (the run's last_error has them).
+          this.options.log?.(`${deployment.describe} failed (${error.statusCode === null ? 'no HTTP status' : `HTTP ${error.statusCode}`}); trying the next deployment or fallback`);
         } finally {
           load.inFlight -= 1;
         }
