@@ -136,7 +136,12 @@ async function serve(argv: string[], command: 'serve' | 'worker' = 'serve') {
     progress: log,
     role,
   });
-  if (role === 'worker') log('worker: no HTTP; executes background runs and runs left by stopped processes, and indexes files');
+  if (role === 'worker') {
+    log('worker: no HTTP; executes background runs and runs left by stopped processes, and indexes files');
+    // No listening socket holds the process open, and the database connections may all go (a
+    // restart): this keeps the worker alive until it is told to stop.
+    setInterval(() => {}, 60_000);
+  }
   else log(listeningLine(server.url, host, server.port));
   if (role === 'api') log('no worker here (--no-worker): streamed runs execute in this process; background runs and file indexing are left to `assistd worker` processes');
   log(`storage: ${server.storage.description}`);

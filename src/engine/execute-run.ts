@@ -7,6 +7,7 @@ import type {
   RunStepObject,
 } from '../api/objects.js';
 import type { AssistdSettings } from '../config.js';
+import { isDatabaseUnavailable } from '../errors.js';
 import { newId, nowSeconds } from '../ids.js';
 import { sleep } from '../async.js';
 import type { ModelRegistry } from '../providers/registry.js';
@@ -80,6 +81,14 @@ export const SHUTDOWN_ERROR = {
   type: 'server_error',
 };
 
+/** The `error` event a stream gets when the database went away mid-run (the run resumes when it is back). */
+export const DATABASE_INTERRUPTED_ERROR = {
+  code: 'server_error',
+  message: 'The server lost its database during the run; the run resumes when the database is back. Retrieve the run to follow it.',
+  param: null,
+  type: 'server_error',
+};
+
 /** The `error` event a stream gets when this process lost the run's lease (it was stalled): another executes it now. */
 export const LEASE_LOST_ERROR = {
   code: 'server_error',
@@ -96,6 +105,12 @@ export interface FencedWrites {
   sql: SqlClient;
   runs: RunRepository;
   files: FileRepository;
+}
+
+/** Another process holds the run now: the pass ends without a word more written, and its streams are told. */
+export function announceLeaseLost(deps: Pick<EngineDeps, 'log' | 'bus'>, runId: string): void {
+  deps.log.warn({ runId }, 'lost the lease on a run; another process executes it now');
+  deps.bus.publish(runId, { event: 'error', data: LEASE_LOST_ERROR });
 }
 
 export function fencedWrites(storage: Pick<Storage, 'sql'>, claim: RunClaim): FencedWrites {
@@ -333,6 +348,14 @@ export class RunExecutor {
         this.publish('error', SHUTDOWN_ERROR);
         return;
       }
+      // The database went away (restarted, connections cut): the run is not at fault. It stays
+      // in progress and is resumed from its last written step once its lease lapses (or sooner,
+      // when the lease could be let go); a stream is told to follow the run.
+      if (isDatabaseUnavailable(error)) {
+        this.deps.log.warn({ runId: this.runId, err: error }, 'the database went away during a run; it resumes once the database is back');
+        this.publish('error', DATABASE_INTERRUPTED_ERROR);
+        return;
+      }
       // Whatever went wrong, a run that was cancelled meanwhile ends cancelled, and a run that is
       // gone (its thread deleted) ends here without a word.
       const current = await this.runs.getRunById(this.runId).catch(() => undefined);
@@ -347,10 +370,8 @@ export class RunExecutor {
     }
   }
 
-  /** Another process holds the run now: this pass ends without a word written; its streams are told. */
   private leaseLost() {
-    this.deps.log.warn({ runId: this.runId }, 'lost the lease on a run; another process executes it now');
-    this.publish('error', LEASE_LOST_ERROR);
+    announceLeaseLost(this.deps, this.runId);
   }
 
   private async loop(model: LanguageModel, additionalInstructions: string | null, reasoningEffort: string | null) {

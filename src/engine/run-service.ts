@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { AssistantObject, RunObject, RunStepObject, ThreadObject } from '../api/objects.js';
 import type { CreateMessage, CreateRun, CreateThreadAndRun, Tool } from '../api/schemas.js';
 import type { AssistdSettings } from '../config.js';
-import { invalidRequest, notFound, notFoundInThread, quote } from '../errors.js';
+import { invalidRequest, isDatabaseUnavailable, notFound, notFoundInThread, quote } from '../errors.js';
 import { nowSeconds } from '../ids.js';
 import type { ModelRegistry } from '../providers/registry.js';
 import type { Metrics } from '../metrics.js';
@@ -10,7 +10,7 @@ import type { Storage } from '../storage/index.js';
 import { Repositories, type NewMessage } from '../storage/repositories.js';
 import { ActiveRunError, LeaseLostError, ThreadGoneError, leaseUntilSql, type NewRun, type RunClaim } from '../storage/runs.js';
 import { RunEventBus, type RunEvent } from './events.js';
-import { LEASE_LOST_ERROR, RunExecutor, SHUTDOWN_ERROR, StopSignal, fencedWrites, finishCancellation, type EngineDeps } from './execute-run.js';
+import { announceLeaseLost, DATABASE_INTERRUPTED_ERROR, RunExecutor, SHUTDOWN_ERROR, StopSignal, fencedWrites, finishCancellation, type EngineDeps } from './execute-run.js';
 import { allowedFrom, isTerminal } from './run-state.js';
 
 const TICK_MS = 1_000;
@@ -196,9 +196,11 @@ export class RunService {
           else if (!executor.released) await this.storage.runs.release(claim).catch(() => {});
         }
       } catch (error) {
-        if (error instanceof LeaseLostError) {
-          this.options.log.warn({ runId }, 'lost the lease on a run; another process executes it now');
-          this.bus.publish(runId, { event: 'error', data: LEASE_LOST_ERROR });
+        if (error instanceof LeaseLostError) return announceLeaseLost(this.deps, runId);
+        if (isDatabaseUnavailable(error)) {
+          // Nothing was started: the run waits, in the database, for the sweep that finds it once the database is back.
+          this.options.log.warn({ runId, err: error }, 'the database went away as a run started; it starts once the database is back');
+          this.bus.publish(runId, { event: 'error', data: DATABASE_INTERRUPTED_ERROR });
           return;
         }
         this.options.log.error({ err: error, runId }, 'run execution crashed');
