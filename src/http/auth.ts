@@ -1,8 +1,9 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { hash, timingSafeEqual } from 'node:crypto';
 import type { FastifyRequest } from 'fastify';
 import { invalidApiKey, missingApiKey } from '../errors.js';
 
-const digest = (value: string) => createHash('sha256').update(value).digest();
+/** SHA-256 in one call (no Hash object per request). */
+const digest = (value: string) => hash('sha256', value, 'buffer');
 
 /**
  * Checks `Authorization: Bearer <key>` (or Azure's `api-key` header) against the master key.
