@@ -12,6 +12,7 @@ import OpenAI, { toFile } from 'openai';
 import { assistdEnv, cleanUpCliProcesses, CliProcess, LISTENING, listening } from './helpers/cli.js';
 import { startFakeModel, type FakeModel } from './helpers/fake-model.js';
 import { withTimeout } from './helpers/harness.js';
+import { nowSeconds } from '../src/ids.js';
 import { createTestDatabase, tempDir } from './helpers/storage.js';
 
 const adminUrl = process.env.DATABASE_URL;
@@ -104,6 +105,44 @@ describe('API replicas without a worker, and workers', { skip }, () => {
     await new Promise((resolve) => setTimeout(resolve, 500));
     await client.beta.threads.runs.cancel(run.id, { thread_id: thread.id });
     await waitForStatus(thread.id, run.id, 'cancelled', 5_000);
+  });
+});
+
+describe('API replicas with no worker at all', { skip }, () => {
+  test('a background run nobody takes expires at its expires_at, as OpenAI\'s do, rather than waiting forever', async () => {
+    const own = await createTestDatabase('expiry');
+    try {
+      const file = join(tempDir('workers-expiry'), 'config.yaml');
+      writeFileSync(
+        file,
+        JSON.stringify({
+          model_list: [{ model_name: '*', litellm_params: { model: 'openai/*', api_base: fake.url, api_key: 'sk-fake' } }],
+          general_settings: { database_url: own.url },
+          assistd_settings: { run_expiry_seconds: 2, run_lease_seconds: 1 },
+        }),
+      );
+      const alone = new CliProcess(['serve', '--no-worker', '--port', '0', '--config', file, '--data-dir', tempDir('workers-expiry-api')], { env: assistdEnv() });
+      const { url } = listening(await alone.waitFor(LISTENING));
+      const api = new OpenAI({ apiKey: 'unused', baseURL: `${url}/v1`, maxRetries: 0 });
+      const assistant = await api.beta.assistants.create({ model: 'gpt-4o' });
+      const thread = await api.beta.threads.create({ messages: [{ role: 'user', content: 'Nobody will run this.' }] });
+      const run = await api.beta.threads.runs.create(thread.id, { assistant_id: assistant.id });
+      assert.equal(run.status, 'queued');
+      const deadline = Date.now() + 30_000;
+      let current = run;
+      while (current.status === 'queued' && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        current = await api.beta.threads.runs.retrieve(run.id, { thread_id: thread.id });
+      }
+      assert.equal(current.status, 'expired');
+      assert.ok(current.expires_at !== null && nowSeconds() >= current.expires_at);
+      // The thread is free again.
+      const next = await api.beta.threads.messages.create(thread.id, { role: 'user', content: 'Still there?' });
+      assert.equal(next.role, 'user');
+      await alone.stop();
+    } finally {
+      await own.drop();
+    }
   });
 });
 

@@ -413,7 +413,8 @@ export class RunService {
     const now = nowSeconds();
     for (const runId of await this.storage.runs.runsAwaitingExpiry(now)) {
       const result = await this.storage.sql.transaction(async (tx) => {
-        const run = await this.storage.runs.transition(runId, ['requires_action'], 'expired', { required_action: null }, tx);
+        // (A claim moves a queued run to in_progress in one statement: a run claimed meanwhile is not expired.)
+        const run = await this.storage.runs.transition(runId, ['requires_action', 'queued'], 'expired', { required_action: null, locked_by: null, locked_until: null }, tx);
         if (!run) return undefined;
         const steps = await this.storage.runs.endOpenSteps(runId, 'expired', { expired_at: now }, tx);
         return { run, steps };

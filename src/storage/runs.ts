@@ -613,9 +613,14 @@ export class RunRepository {
     return rows.map((row) => row.id);
   }
 
+  /**
+   * Runs past their expires_at that nobody executes: waiting for tool outputs, or queued with no
+   * process holding them (no worker took them: a deployment of API replicas alone, say).
+   */
   async runsAwaitingExpiry(nowSecondsValue: number): Promise<string[]> {
     const { rows } = await this.sql.query<{ id: string }>(
-      `SELECT id FROM runs WHERE status = 'requires_action' AND expires_at <= $1`,
+      `SELECT id FROM runs WHERE expires_at <= $1
+         AND (status = 'requires_action' OR (status = 'queued' AND (locked_by IS NULL OR locked_until < ${NOW_MS})))`,
       [nowSecondsValue],
     );
     return rows.map((row) => row.id);
