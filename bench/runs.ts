@@ -19,7 +19,8 @@
  *   3. streams concurrent streamed runs against a slow model (20 chunks, 500 ms apart), opened all at
  *              once; errors, latency and the server's RSS (VmRSS of the child) before/peak/after
  *   4. poll    non-streamed run: POST …/runs → GET …/runs/{id} reads `completed`, polled every
- *              10 ms (first GET right after the POST answers), with an instant model
+ *              1 ms (first GET right after the POST answers), with an instant model, against the
+ *              same turn called on the fake model directly (alternating, one at a time)
  *
  * It measures and prints; it never judges speed. The exit code is 1 only when something failed (a
  * server or the fake model not starting, a non-200, an `error` event, a run not ending
@@ -32,7 +33,7 @@
  *
  * Environment: DATABASE_URL (adds PostgreSQL), BENCH_TTFT_RUNS (200 per level), BENCH_TTFT_LEVELS
  * ("1,50"), BENCH_LONG_RUNS (20), BENCH_LONG_CHUNKS (2000, at most 10000), BENCH_STREAMS ("100,500,1000"),
- * BENCH_POLL_RUNS (100).
+ * BENCH_POLL_RUNS (100), BENCH_POLL_EVERY_MS (1).
  */
 import { spawn } from 'node:child_process';
 import { readFileSync, rmSync } from 'node:fs';
@@ -184,7 +185,7 @@ async function benchMain(): Promise<void> {
   const LONG_RUNS = envPositive('BENCH_LONG_RUNS', 20, true);
   const STREAM_LEVELS = intList('BENCH_STREAMS', '100,500,1000', 5000);
   const POLL_RUNS = envPositive('BENCH_POLL_RUNS', 100, true);
-  const POLL_EVERY_MS = 10;
+  const POLL_EVERY_MS = envPositive('BENCH_POLL_EVERY_MS', 1, true);
 
   // Each concurrent stream holds a socket in this process, two in the server (client and upstream)
   // and one in the fake model. `ulimit -n` is per process and inherited: when the soft limit is too
@@ -460,6 +461,7 @@ async function benchMain(): Promise<void> {
 
   // ---- statistics
 
+  const difference = (a: number | null, b: number | null) => (a === null || b === null ? null : a - b);
   const ms = (value: number | null | undefined, digits = 1) => (value === null || value === undefined ? '-' : value.toFixed(digits));
   const sub = (a: number | null, b: number | null) => (a === null || b === null ? null : a - b);
 
@@ -771,6 +773,8 @@ async function benchMain(): Promise<void> {
     latency: number[];
     create: number[];
     polls: number[];
+    /** The same turn called on the fake model directly (streamed to its end), alternating with the runs. */
+    direct: number[];
     errors: number;
     cpu: Cpu;
   }
@@ -778,12 +782,14 @@ async function benchMain(): Promise<void> {
     const warmup = 5;
     const threads = await createThreads(ctx, warmup + POLL_RUNS);
     const label = `${ctx.backend} poll`;
-    progress(`${label}: ${warmup} warm-up + ${POLL_RUNS} runs, GET every ${POLL_EVERY_MS} ms until completed`);
-    const row: PollRow = { backend: ctx.backend, runs: POLL_RUNS, latency: [], create: [], polls: [], errors: 0, cpu: cpuMeter({})() };
+    progress(`${label}: ${warmup} warm-up + ${POLL_RUNS} runs (each after a direct call of the same turn), GET every ${POLL_EVERY_MS} ms until completed`);
+    const row: PollRow = { backend: ctx.backend, runs: POLL_RUNS, latency: [], create: [], polls: [], direct: [], errors: 0, cpu: cpuMeter({})() };
     let meter = cpuMeter({});
     for (let index = 0; index < warmup + POLL_RUNS; index++) {
       if (index === warmup) meter = cpuMeter({ server: ctx.server.pid, model: ctx.fake.pid });
       const threadId = threads[index]!;
+      const alone = await direct(ctx, MODELS.instant);
+      if (index >= warmup && alone.status === 200 && alone.ended) row.direct.push(alone.totalMs);
       const started = performance.now();
       try {
         const created = await requestJson(ctx.server.url, 'POST', `/v1/threads/${threadId}/runs`, { assistant_id: ctx.assistantId, model: MODELS.instant });
@@ -1016,13 +1022,16 @@ async function benchMain(): Promise<void> {
   if (pollRows.length > 0) {
     out.push('');
     out.push(`4. non-streamed run, instant model: POST .../runs sent -> GET .../runs/{id} answers completed (first GET when the POST answers, then every ${POLL_EVERY_MS} ms)`);
+    out.push('   direct = the same turn called on the fake model directly, to the end of its stream (alternating with the runs); added = p50 - direct p50');
     out.push(
       table(
-        ['backend', 'runs', 'p50', 'p99', 'max', 'POST p50', 'GETs p50', 'GETs max', 'errors', 'srv cpu ms/run', 'cpu'],
+        ['backend', 'runs', 'direct p50', 'p50', 'added p50', 'p99', 'max', 'POST p50', 'GETs p50', 'GETs max', 'errors', 'srv cpu ms/run', 'cpu'],
         pollRows.map((row) => [
           row.backend,
           String(row.runs),
+          ms(percentile(row.direct, 0.5), 2),
           ms(percentile(row.latency, 0.5), 2),
+          ms(difference(percentile(row.latency, 0.5), percentile(row.direct, 0.5)), 2),
           ms(percentile(row.latency, 0.99), 2),
           ms(percentile(row.latency, 1), 2),
           ms(percentile(row.create, 0.5), 2),
