@@ -300,6 +300,39 @@ describe('faults, with real processes over one PostgreSQL database', { skip }, (
     }
   });
 
+  test('the model failing: 429 then an answer, a broken stream then an answer, 500s throughout, a hang; every run ends, each answer once', async () => {
+    // A worker of its own with short model timeouts and one retry, so a hang ends within seconds.
+    const modelConfig = join(tempDir('faults-model'), 'config.json');
+    const settings = JSON.parse(readFileSync(config, 'utf8'));
+    settings.assistd_settings = { ...settings.assistd_settings, model_timeout_seconds: 2, model_max_retries: 1 };
+    writeFileSync(modelConfig, JSON.stringify(settings));
+    await survivor?.stop('SIGTERM');
+    survivor = await startWorker(modelConfig);
+    const cases: { turns: FakeTurn[]; status: string; answer?: string; code?: string }[] = [
+      { turns: [{ status: 429, retryAfter: '0', errorMessage: 'slow down' }, { text: 'After the 429.' }], status: 'completed', answer: 'After the 429.' },
+      { turns: [{ chunks: ['Cut ', 'off ', 'here '], breakAfterChunks: 2 }, { text: 'After the broken stream.' }], status: 'completed', answer: 'After the broken stream.' },
+      { turns: [{ status: 500, errorMessage: 'down' }, { status: 500, errorMessage: 'still down' }], status: 'failed', code: 'server_error' },
+      { turns: [{ hang: true }, { hang: true }], status: 'failed', code: 'server_error' },
+    ];
+    const runs = await Promise.all(
+      cases.map(async (entry) => {
+        const tag = newTag();
+        script(tag, ...entry.turns);
+        const thread = await threadWith(tag);
+        return { entry, thread, run: await client.beta.threads.runs.create(thread.id, { assistant_id: assistantId }) };
+      }),
+    );
+    for (const { entry, thread, run } of runs) {
+      const final = await pollRun(client, thread.id, run.id, ['completed', 'failed', 'cancelled', 'expired', 'incomplete'], TAKEOVER_MS);
+      assert.equal(final.status, entry.status, JSON.stringify(final.last_error));
+      if (entry.answer) await assertCompletedOnce(thread.id, run.id, entry.answer);
+      else {
+        assert.equal(final.last_error?.code, entry.code);
+        assert.ok((await assistantMessages(thread.id)).every((message) => message.status !== 'in_progress'), 'no message left in progress');
+      }
+    }
+  });
+
   test('SIGTERM drains a worker: past the grace period it hands its run on at once (not at its lease\'s end) and exits 0', async () => {
     // Leases of 300 s here (swept for every 100 s): only the hand-back lets another worker finish the run within TAKEOVER_MS.
     const drainConfig = join(tempDir('faults-drain'), 'config.json');
