@@ -82,7 +82,7 @@ export const SHUTDOWN_ERROR = {
 };
 
 /** The `error` event a stream gets when the database went away mid-run (the run resumes when it is back). */
-export const DATABASE_INTERRUPTED_ERROR = {
+const DATABASE_INTERRUPTED_ERROR = {
   code: 'server_error',
   message: 'The server lost its database during the run; the run resumes when the database is back. Retrieve the run to follow it.',
   param: null,
@@ -111,6 +111,16 @@ export interface FencedWrites {
 export function announceLeaseLost(deps: Pick<EngineDeps, 'log' | 'bus'>, runId: string): void {
   deps.log.warn({ runId }, 'lost the lease on a run; another process executes it now');
   deps.bus.publish(runId, { event: 'error', data: LEASE_LOST_ERROR });
+}
+
+/**
+ * The database went away (restarted, connections cut) during a pass: the run is not at fault and
+ * stays where it was written, to be resumed (or started) by the sweep once the database is back;
+ * its streams are told to follow the run.
+ */
+export function announceDatabaseLost(deps: Pick<EngineDeps, 'log' | 'bus'>, runId: string, error: unknown): void {
+  deps.log.warn({ runId, err: error }, 'the database went away during a run; it resumes once the database is back');
+  deps.bus.publish(runId, { event: 'error', data: DATABASE_INTERRUPTED_ERROR });
 }
 
 export function fencedWrites(storage: Pick<Storage, 'sql'>, claim: RunClaim): FencedWrites {
@@ -340,7 +350,7 @@ export class RunExecutor {
       this.fileSearch = fileSearchOptions(this.run.tools);
       await this.loop(model, loaded.additionalInstructions, loaded.reasoningEffort);
     } catch (error) {
-      if (error instanceof LeaseLostError) return this.leaseLost();
+      if (error instanceof LeaseLostError) return announceLeaseLost(this.deps, this.runId);
       if (error instanceof StopSignal || this.signal.aborted) {
         const reason = error instanceof StopSignal ? error.reason : (this.signal.reason as StopSignal | undefined)?.reason;
         if (reason === 'cancel') return await this.finishCancelled();
@@ -348,14 +358,8 @@ export class RunExecutor {
         this.publish('error', SHUTDOWN_ERROR);
         return;
       }
-      // The database went away (restarted, connections cut): the run is not at fault. It stays
-      // in progress and is resumed from its last written step once its lease lapses (or sooner,
-      // when the lease could be let go); a stream is told to follow the run.
-      if (isDatabaseUnavailable(error)) {
-        this.deps.log.warn({ runId: this.runId, err: error }, 'the database went away during a run; it resumes once the database is back');
-        this.publish('error', DATABASE_INTERRUPTED_ERROR);
-        return;
-      }
+      // Resumed from its last written step once its lease lapses (or sooner, when it could be let go).
+      if (isDatabaseUnavailable(error)) return announceDatabaseLost(this.deps, this.runId, error);
       // Whatever went wrong, a run that was cancelled meanwhile ends cancelled, and a run that is
       // gone (its thread deleted) ends here without a word.
       const current = await this.runs.getRunById(this.runId).catch(() => undefined);
@@ -368,10 +372,6 @@ export class RunExecutor {
       // A fault of ours, not the model's: streams also get the `error` event the SDKs raise.
       this.publish('error', { code: 'server_error', message, param: null, type: 'server_error' });
     }
-  }
-
-  private leaseLost() {
-    announceLeaseLost(this.deps, this.runId);
   }
 
   private async loop(model: LanguageModel, additionalInstructions: string | null, reasoningEffort: string | null) {

@@ -10,7 +10,7 @@ import type { Storage } from '../storage/index.js';
 import { Repositories, type NewMessage } from '../storage/repositories.js';
 import { ActiveRunError, LeaseLostError, ThreadGoneError, leaseUntilSql, type NewRun, type RunClaim } from '../storage/runs.js';
 import { RunEventBus, type RunEvent } from './events.js';
-import { announceLeaseLost, DATABASE_INTERRUPTED_ERROR, RunExecutor, SHUTDOWN_ERROR, StopSignal, fencedWrites, finishCancellation, type EngineDeps } from './execute-run.js';
+import { announceDatabaseLost, announceLeaseLost, RunExecutor, SHUTDOWN_ERROR, StopSignal, fencedWrites, finishCancellation, type EngineDeps } from './execute-run.js';
 import { allowedFrom, isTerminal } from './run-state.js';
 
 const TICK_MS = 1_000;
@@ -197,12 +197,7 @@ export class RunService {
         }
       } catch (error) {
         if (error instanceof LeaseLostError) return announceLeaseLost(this.deps, runId);
-        if (isDatabaseUnavailable(error)) {
-          // Nothing was started: the run waits, in the database, for the sweep that finds it once the database is back.
-          this.options.log.warn({ runId, err: error }, 'the database went away as a run started; it starts once the database is back');
-          this.bus.publish(runId, { event: 'error', data: DATABASE_INTERRUPTED_ERROR });
-          return;
-        }
+        if (isDatabaseUnavailable(error)) return announceDatabaseLost(this.deps, runId, error);
         this.options.log.error({ err: error, runId }, 'run execution crashed');
         this.bus.publish(runId, {
           event: 'error',

@@ -168,8 +168,12 @@ export class LeaseLostError extends Error {
 }
 
 /** The claim's lease holds: the run's token is still the claim's and its lease has not lapsed. */
-const LEASE_HELD = (runParameter: string, tokenParameter: string) =>
-  `id = ${runParameter} AND lease_token = ${tokenParameter}::bigint AND locked_until >= ${NOW_MS}`;
+const LEASE_HELD = (tokenParameter: string) => `lease_token = ${tokenParameter}::bigint AND locked_until >= ${NOW_MS}`;
+
+/** What a claim writes (owner $2, lease $3 ms, the next token), and where a run can be claimed: no other owner's live lease. */
+const CLAIM_SET = `locked_by = $2, locked_until = ${NOW_MS} + $3::bigint, lease_token = lease_token + 1`;
+const CLAIMABLE = `runs.status IN ('queued', 'in_progress', 'cancelling')
+  AND (runs.locked_by IS NULL OR runs.locked_by = $2 OR runs.locked_until < ${NOW_MS})`;
 
 /**
  * A client whose every write holds `claim` (fencing). Reads go straight through. A write, alone or
@@ -180,7 +184,7 @@ const LEASE_HELD = (runParameter: string, tokenParameter: string) =>
  */
 export function fencedClient(sql: SqlClient, claim: RunClaim): SqlClient {
   const lock = async (tx: SqlClient) => {
-    const { rows } = await tx.query(`SELECT 1 FROM runs WHERE ${LEASE_HELD('$1', '$2')} FOR NO KEY UPDATE`, [claim.runId, claim.token]);
+    const { rows } = await tx.query(`SELECT 1 FROM runs WHERE id = $1 AND ${LEASE_HELD('$2')} FOR NO KEY UPDATE`, [claim.runId, claim.token]);
     if (rows.length === 0) throw new LeaseLostError(claim.runId);
   };
   const fenced: SqlClient = {
@@ -219,12 +223,12 @@ function selfFenced(client: SqlClient, runId: string, values: unknown[]): { runn
   const fence = client.fence;
   if (!fence || fence.claim.runId !== runId) return { runner: client, condition: '' };
   values.push(fence.claim.token);
-  return { runner: fence.base, condition: ` AND lease_token = $${values.length}::bigint AND locked_until >= ${NOW_MS}` };
+  return { runner: fence.base, condition: ` AND ${LEASE_HELD(`$${values.length}`)}` };
 }
 
 /** Throws LeaseLostError unless the run's lease is still held under `token` (after a conditioned write matched nothing). */
 async function assertLeaseHeld(client: SqlClient, runId: string, token: number): Promise<void> {
-  const { rows } = await client.query(`SELECT 1 FROM runs WHERE ${LEASE_HELD('$1', '$2')}`, [runId, token]);
+  const { rows } = await client.query(`SELECT 1 FROM runs WHERE id = $1 AND ${LEASE_HELD('$2')}`, [runId, token]);
   if (rows.length === 0) throw new LeaseLostError(runId);
 }
 
@@ -529,10 +533,7 @@ export class RunRepository {
    */
   async claim(runId: string, owner: string, leaseMs: number): Promise<RunClaim | undefined> {
     const { rows } = await this.sql.query<{ lease_token: number }>(
-      `UPDATE runs SET locked_by = $2, locked_until = ${NOW_MS} + $3::bigint, lease_token = lease_token + 1
-       WHERE id = $1 AND status IN ('queued', 'in_progress', 'cancelling')
-         AND (locked_by IS NULL OR locked_by = $2 OR locked_until < ${NOW_MS})
-       RETURNING lease_token`,
+      `UPDATE runs SET ${CLAIM_SET} WHERE id = $1 AND ${CLAIMABLE} RETURNING lease_token`,
       [runId, owner, leaseMs],
     );
     return rows[0] ? { runId, owner, token: rows[0].lease_token } : undefined;
@@ -549,12 +550,11 @@ export class RunRepository {
       RunObject & { x_previous_status: RunStatus; x_additional_instructions: string | null; x_reasoning_effort: string | null; x_usage_total: RunObject['usage']; x_lease_token: number }
     >(
       `WITH previous AS (SELECT id AS previous_id, status AS previous_status FROM runs WHERE id = $1 FOR NO KEY UPDATE)
-       UPDATE runs SET locked_by = $2, locked_until = ${NOW_MS} + $3::bigint, lease_token = lease_token + 1,
+       UPDATE runs SET ${CLAIM_SET},
          status = CASE WHEN runs.status = 'queued' THEN 'in_progress' ELSE runs.status END,
          started_at = CASE WHEN runs.status = 'queued' THEN COALESCE(runs.started_at, $4::bigint) ELSE runs.started_at END
        FROM previous
-       WHERE runs.id = previous.previous_id AND runs.status IN ('queued', 'in_progress', 'cancelling')
-         AND (runs.locked_by IS NULL OR runs.locked_by = $2 OR runs.locked_until < ${NOW_MS})
+       WHERE runs.id = previous.previous_id AND ${CLAIMABLE}
        RETURNING ${RUN_COLUMNS}, previous.previous_status AS x_previous_status, additional_instructions AS x_additional_instructions,
          reasoning_effort AS x_reasoning_effort, usage AS x_usage_total, lease_token AS x_lease_token`,
       [runId, owner, leaseMs, startedAt],
