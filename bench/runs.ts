@@ -71,6 +71,7 @@ import {
 } from './lib.js';
 
 const FAKE_CHILD_FLAG = '--fake-model-child';
+const FLOOR_CHILD_FLAG = '--floor-child';
 const SELF = fileURLToPath(import.meta.url);
 
 // ---- the scripted turns, chosen by the requested model name (the config routes `*` through)
@@ -146,8 +147,81 @@ async function fakeModelChild(): Promise<void> {
   process.send!({ type: 'ready', url: fake.url });
 }
 
+// ---- the floor child: what any Node server between the client and the model costs
+
+/**
+ * A bare streaming proxy, no storage and no validation: each POST is sent on to the fake model as a
+ * streamed chat completion, and each content chunk comes back as a `thread.message.delta` event,
+ * framed as a run's stream (`thread.run.created` first, `thread.run.completed` and `done` last).
+ * The same client measures it as it measures a run; the gap to the direct call is the cost of one
+ * more Node process on the path (two HTTP hops and SSE parsing and writing), which no run can go
+ * below on this machine.
+ */
+async function floorChild(modelUrl: string): Promise<void> {
+  const upstream = new http.Agent({ keepAlive: true, maxSockets: Infinity });
+  const server = http.createServer((request, response) => {
+    const parts: Buffer[] = [];
+    request.on('data', (part: Buffer) => parts.push(part));
+    request.on('end', () => {
+      const body = JSON.parse(Buffer.concat(parts).toString('utf8')) as { model?: string };
+      const payload = JSON.stringify({
+        model: body.model,
+        messages: [
+          { role: 'system', content: INSTRUCTIONS },
+          { role: 'user', content: USER_TEXT },
+        ],
+        stream: true,
+      });
+      response.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache' });
+      response.socket?.setNoDelay(true);
+      response.write(`event: thread.run.created\ndata: ${JSON.stringify({ id: 'run_floor', object: 'thread.run', status: 'queued' })}\n\n`);
+      const call = http.request(`${modelUrl}/chat/completions`, {
+        method: 'POST',
+        agent: upstream,
+        headers: { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(payload)), authorization: 'Bearer x' },
+      });
+      call.on('response', (answer) => {
+        answer.setEncoding('utf8');
+        let pending = '';
+        answer.on('data', (text: string) => {
+          pending += text;
+          let out = '';
+          let end: number;
+          while ((end = pending.indexOf('\n\n')) >= 0) {
+            const line = pending.slice(0, end).trim();
+            pending = pending.slice(end + 2);
+            if (!line.startsWith('data:')) continue;
+            const data = line.slice(5).trim();
+            if (data === '[DONE]') continue;
+            const content = (JSON.parse(data) as { choices?: { delta?: { content?: string } }[] }).choices?.[0]?.delta?.content;
+            if (content) {
+              const delta = { id: 'msg_floor', object: 'thread.message.delta', delta: { content: [{ index: 0, type: 'text', text: { value: content } }] } };
+              out += `event: thread.message.delta\ndata: ${JSON.stringify(delta)}\n\n`;
+            }
+          }
+          if (out !== '') response.write(out);
+        });
+        answer.on('end', () => {
+          response.end(
+            `event: thread.run.completed\ndata: ${JSON.stringify({ id: 'run_floor', object: 'thread.run', status: 'completed' })}\n\nevent: done\ndata: [DONE]\n\n`,
+          );
+        });
+      });
+      call.on('error', () => response.destroy());
+      call.end(payload);
+    });
+  });
+  await new Promise<void>((listening) => server.listen(0, HOST, listening));
+  const stop = () => process.exit(0);
+  process.on('disconnect', stop);
+  process.on('SIGTERM', stop);
+  process.send!({ type: 'ready', url: `http://${HOST}:${(server.address() as { port: number }).port}` });
+}
+
 if (process.argv[2] === FAKE_CHILD_FLAG) {
   await fakeModelChild();
+} else if (process.argv[2] === FLOOR_CHILD_FLAG) {
+  await floorChild(process.argv[3]!);
 } else {
   await benchMain();
 }
@@ -561,7 +635,7 @@ async function benchMain(): Promise<void> {
     stream_options: { include_usage: true },
   });
 
-  const direct = (ctx: Context, model: string, options: { collectText?: boolean; timeoutMs?: number } = {}) =>
+  const direct = (ctx: Pick<Context, 'fake'>, model: string, options: { collectText?: boolean; timeoutMs?: number } = {}) =>
     streamRequest(`${ctx.fake.url}/chat/completions`, { authorization: 'Bearer x' }, chatBody(model), 'openai', {
       collectText: options.collectText,
       timeoutMs: options.timeoutMs ?? REQUEST_TIMEOUT_MS,
@@ -605,7 +679,8 @@ async function benchMain(): Promise<void> {
 
   // 1. time to first token
   interface TtftRow {
-    backend: Backend;
+    /** `floor`: the bare proxy (floorChild) in place of the server. */
+    backend: Backend | 'floor';
     concurrency: number;
     runs: number;
     direct: number[];
@@ -617,17 +692,35 @@ async function benchMain(): Promise<void> {
   async function measureTtft(ctx: Context, concurrency: number): Promise<TtftRow> {
     const warmup = Math.max(10, concurrency);
     const threads = await createThreads(ctx, warmup + TTFT_RUNS);
-    const label = `${ctx.backend} ttft x${concurrency}`;
+    return ttftPhases(ctx.backend, ctx.server.pid, ctx.fake, concurrency, warmup, (index) => streamedRun(ctx, threads[index]!, MODELS.ttft));
+  }
+  /** The same phases with the bare proxy in the server's place. */
+  async function measureFloor(floor: FakeChild, fake: FakeChild, concurrency: number): Promise<TtftRow> {
+    const body = { assistant_id: 'asst_floor', model: MODELS.ttft, stream: true };
+    return ttftPhases('floor', floor.pid, fake, concurrency, Math.max(10, concurrency), () =>
+      streamRequest(`${floor.url}/v1/threads/thread_floor/runs`, AUTH, body, 'assistant', { timeoutMs: REQUEST_TIMEOUT_MS }),
+    );
+  }
+  async function ttftPhases(
+    backend: TtftRow['backend'],
+    serverPid: number | undefined,
+    fake: FakeChild,
+    concurrency: number,
+    warmup: number,
+    run: (index: number) => Promise<StreamOutcome>,
+  ): Promise<TtftRow> {
+    const ctx = { backend, server: { pid: serverPid }, fake };
+    const label = `${backend} ttft x${concurrency}`;
     progress(`${label}: warm-up (${warmup} direct, ${warmup} runs), then ${TTFT_RUNS} direct calls and ${TTFT_RUNS} runs`);
     let errorsSeen = 0;
     errorsSeen += checkOutcomes(`${label} warm-up direct`, await pool(warmup, concurrency, () => direct(ctx, MODELS.ttft)));
-    errorsSeen += checkOutcomes(`${label} warm-up runs`, await pool(warmup, concurrency, (index) => streamedRun(ctx, threads[index]!, MODELS.ttft)));
+    errorsSeen += checkOutcomes(`${label} warm-up runs`, await pool(warmup, concurrency, run));
 
     let meter = cpuMeter({ server: ctx.server.pid, model: ctx.fake.pid });
     const directOutcomes = await pool(TTFT_RUNS, concurrency, () => direct(ctx, MODELS.ttft));
     const cpuDirect = meter();
     meter = cpuMeter({ server: ctx.server.pid, model: ctx.fake.pid });
-    const runOutcomes = await pool(TTFT_RUNS, concurrency, (index) => streamedRun(ctx, threads[warmup + index]!, MODELS.ttft));
+    const runOutcomes = await pool(TTFT_RUNS, concurrency, (index) => run(warmup + index));
     const cpuRun = meter();
     errorsSeen += checkOutcomes(`${label} direct`, directOutcomes);
     errorsSeen += checkOutcomes(`${label} runs`, runOutcomes);
@@ -843,6 +936,17 @@ async function benchMain(): Promise<void> {
     fakePid = fake.pid;
     commands.push(`fake model:  node ${relative(ROOT, SELF)} ${FAKE_CHILD_FLAG}   (pid ${fake.pid}, ${fake.url})`);
 
+    if (runs('ttft')) {
+      progress('floor: starting the bare proxy child');
+      const floor = await forkReadyChild(SELF, [FLOOR_CHILD_FLAG, fake.url], STOP_TIMEOUT_MS, 'floor proxy', recordError);
+      commands.push(`floor:       node ${relative(ROOT, SELF)} ${FLOOR_CHILD_FLAG} <fake model url>   (pid ${floor.pid})`);
+      try {
+        for (const level of TTFT_LEVELS) ttftRows.push(await measureFloor(floor, fake, level));
+      } finally {
+        await floor.stop();
+      }
+    }
+
     for (const backend of BACKENDS) {
       let server: RunsServer | undefined;
       try {
@@ -919,6 +1023,7 @@ async function benchMain(): Promise<void> {
     out.push('');
     out.push(`1. time to first token: request sent -> first thread.message.delta (run) vs first content chunk (direct); turn = ${TTFT_CHUNKS} one-word chunks, no delay`);
     out.push('   added = run percentile - direct percentile (the two are measured in separate phases at the same concurrency, so not paired)');
+    out.push('   floor: a bare Node proxy in the server\'s place (no storage, no validation; the fake model\'s chunks re-framed as thread.message.delta events): what one more process on the path costs');
     out.push(
       table(
         ['backend', 'conc', 'runs', 'direct p50', 'direct p99', 'run p50', 'run p99', 'added p50', 'added p99', 'errors', 'srv cpu ms/run', 'cpu direct', 'cpu run'],
