@@ -10,7 +10,7 @@ import {
   type Usage,
 } from './types.js';
 import { truncate } from '../text.js';
-import { describeError, MAX_TIMER_MS, retryAfterMs } from './upstream.js';
+import { describeError, fetchTransport, MAX_TIMER_MS, nodeTransport, readText, retryAfterMs, type Transport, type UpstreamResponse } from './upstream.js';
 
 export interface OpenAICompatibleOptions {
   /** API root such as `https://api.openai.com/v1`; `/chat/completions` is appended. */
@@ -25,6 +25,7 @@ export interface OpenAICompatibleOptions {
   timeoutMs?: number;
   /** No body bytes within this many ms while reading → retryable ProviderError. Default 10 minutes; 0 disables. */
   idleTimeoutMs?: number;
+  /** Calls the upstream through this fetch instead of node:http (tests answer from it). */
   fetch?: typeof fetch;
 }
 
@@ -98,7 +99,7 @@ const completionSchema = z.object({
 });
 
 type Chunk = z.infer<typeof chunkSchema>;
-type ReadResult = Awaited<ReturnType<ReadableStreamDefaultReader<Uint8Array>['read']>>;
+type ReadResult = Awaited<ReturnType<UpstreamResponse['read']>>;
 
 const embeddingsSchema = z.object({
   data: z.array(z.object({ index: z.number().int().nonnegative().nullish(), embedding: z.array(z.number()) })),
@@ -116,7 +117,7 @@ export function createOpenAICompatibleEmbeddings(options: OpenAICompatibleEmbedd
   const headers: Record<string, string> = { 'content-type': 'application/json', accept: 'application/json' };
   if (options.apiKey) headers.authorization = `Bearer ${options.apiKey}`;
   for (const [name, value] of Object.entries(options.headers ?? {})) headers[name.toLowerCase()] = value;
-  const fetchImpl = options.fetch ?? globalThis.fetch;
+  const transport = options.fetch ? fetchTransport(options.fetch) : nodeTransport;
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const dimensions = options.dimensions ?? null;
   return {
@@ -128,11 +129,11 @@ export function createOpenAICompatibleEmbeddings(options: OpenAICompatibleEmbedd
       if (dimensions !== null) body.dimensions = dimensions;
       const timeout = timeoutMs > 0 ? AbortSignal.timeout(Math.min(timeoutMs, MAX_TIMER_MS)) : undefined;
       const combined = signal && timeout ? AbortSignal.any([signal, timeout]) : (signal ?? timeout);
-      let response: Response;
+      let response: UpstreamResponse;
       let text: string;
       try {
-        response = await fetchImpl(url, { method: 'POST', headers, body: JSON.stringify(body), signal: combined });
-        text = await response.text();
+        response = await transport(url, { headers, body: JSON.stringify(body), signal: combined });
+        text = await readText(response);
       } catch (error) {
         if (signal?.aborted) throw signal.reason;
         if (timeout?.aborted) throw new ProviderError(`upstream embeddings sent no answer within ${timeoutMs} ms`, null);
@@ -164,7 +165,7 @@ export function createOpenAICompatibleModel(options: OpenAICompatibleOptions): L
   const headers: Record<string, string> = { 'content-type': 'application/json', accept: 'text/event-stream' };
   if (options.apiKey) headers.authorization = `Bearer ${options.apiKey}`;
   for (const [name, value] of Object.entries(options.headers ?? {})) headers[name.toLowerCase()] = value;
-  const fetchImpl = options.fetch ?? globalThis.fetch;
+  const transport = options.fetch ? fetchTransport(options.fetch) : nodeTransport;
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const idleTimeoutMs = options.idleTimeoutMs ?? DEFAULT_TIMEOUT_MS;
 
@@ -175,7 +176,7 @@ export function createOpenAICompatibleModel(options: OpenAICompatibleOptions): L
         url,
         headers,
         body: JSON.stringify(requestBody(options.model, request)),
-        fetchImpl,
+        transport,
         timeoutMs,
         idleTimeoutMs,
         signal,
@@ -218,7 +219,7 @@ interface StreamSettings {
   url: string;
   headers: Record<string, string>;
   body: string;
-  fetchImpl: typeof fetch;
+  transport: Transport;
   timeoutMs: number;
   idleTimeoutMs: number;
   signal: AbortSignal;
@@ -254,13 +255,13 @@ async function* streamCompletion(settings: StreamSettings): AsyncGenerator<Strea
     return new ProviderError(`upstream request failed: ${describeError(error)}`, null, { cause: error });
   };
 
-  let reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
+  let response: UpstreamResponse | undefined;
   let bodyDone = false;
   let completed = false;
   const read = async (): Promise<ReadResult> => {
     arm(settings.idleTimeoutMs, `upstream sent nothing for ${settings.idleTimeoutMs} ms`);
     try {
-      const result = await reader!.read();
+      const result = await response!.read();
       if (result.done) bodyDone = true;
       return result;
     } finally {
@@ -270,30 +271,19 @@ async function* streamCompletion(settings: StreamSettings): AsyncGenerator<Strea
 
   const state = new StreamState();
   try {
-    let response: Response;
     arm(settings.timeoutMs, `upstream sent no response headers within ${settings.timeoutMs} ms`);
     try {
-      response = await settings.fetchImpl(settings.url, {
-        method: 'POST',
-        headers: settings.headers,
-        body: settings.body,
-        signal: controller.signal,
-      });
+      response = await settings.transport(settings.url, { headers: settings.headers, body: settings.body, signal: controller.signal });
     } finally {
       disarm();
     }
 
-    if (response.body) reader = response.body.getReader();
-    if (!response.ok) {
-      const text = reader ? await readLimitedText(read, MAX_ERROR_BODY_BYTES) : '';
-      throw httpError(response, text);
-    }
-    if (!reader) throw new ProviderError('upstream response has no body', null);
+    if (!response.ok) throw httpError(response, await readText(response, MAX_ERROR_BODY_BYTES, read));
 
-    const contentType = response.headers.get('content-type') ?? '';
+    const contentType = response.header('content-type') ?? '';
     if (contentType.includes('application/json')) {
       // A server that ignored `stream: true` and answered with one completion.
-      const text = await readLimitedText(read, Number.POSITIVE_INFINITY);
+      const text = await readText(response, Number.POSITIVE_INFINITY, read);
       for (const part of partsFromCompletion(text)) yield part;
       completed = true;
       return;
@@ -329,20 +319,20 @@ async function* streamCompletion(settings: StreamSettings): AsyncGenerator<Strea
   } finally {
     disarm();
     signal.removeEventListener('abort', onAbort);
-    if (reader && !bodyDone) {
-      if (completed && !signal.aborted) await drain(reader, DRAIN_AFTER_DONE_MS);
+    if (response && !bodyDone) {
+      if (completed && !signal.aborted) await drain(response, DRAIN_AFTER_DONE_MS);
       if (!bodyDone) controller.abort(new Error('stream closed before the upstream response ended'));
     }
   }
 
-  async function drain(openReader: ReadableStreamDefaultReader<Uint8Array>, ms: number): Promise<void> {
+  async function drain(open: UpstreamResponse, ms: number): Promise<void> {
     let drainTimer: NodeJS.Timeout | undefined;
     const timeout = new Promise<null>((resolve) => {
       drainTimer = setTimeout(resolve, ms, null);
     });
     try {
       for (;;) {
-        const result = await Promise.race([openReader.read(), timeout]);
+        const result = await Promise.race([open.read(), timeout]);
         if (result === null) return;
         if (result.done) {
           bodyDone = true;
@@ -534,20 +524,7 @@ function toUsage(usage: z.infer<typeof usageSchema>): Usage {
 
 // ------------------------------------------------------------------ errors
 
-async function readLimitedText(read: () => Promise<ReadResult>, limit: number): Promise<string> {
-  const decoder = new TextDecoder();
-  let text = '';
-  let bytes = 0;
-  for (;;) {
-    const { done, value } = await read();
-    if (done) return text + decoder.decode();
-    bytes += value.byteLength;
-    text += decoder.decode(value, { stream: true });
-    if (bytes >= limit) return text; // the caller aborts the rest
-  }
-}
-
-function httpError(response: Response, bodyText: string): ProviderError {
+function httpError(response: UpstreamResponse, bodyText: string): ProviderError {
   let message: string | null = null;
   try {
     const parsed = errorBodySchema.safeParse(JSON.parse(bodyText));
@@ -561,7 +538,7 @@ function httpError(response: Response, bodyText: string): ProviderError {
     message = body ? `${status}: ${body}` : status;
   }
   return new ProviderError(truncate(message, MAX_ERROR_MESSAGE_CHARS), response.status, {
-    retryAfterMs: retryAfterMs((name) => response.headers.get(name)),
+    retryAfterMs: retryAfterMs((name) => response.header(name)),
   });
 }
 
