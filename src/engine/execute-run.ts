@@ -376,7 +376,9 @@ export class RunExecutor {
 
   private async loop(model: LanguageModel, additionalInstructions: string | null, reasoningEffort: string | null) {
     for (let guard = 0; guard < MAX_TURNS; guard++) {
-      const { steps, threadMessages } = await this.runs.promptHistory(this.runId, this.run.thread_id);
+      // A run's first pass has its thread's messages from the claim already.
+      const { steps, threadMessages } =
+        guard === 0 && this.loaded.threadMessages ? { steps: [], threadMessages: this.loaded.threadMessages } : await this.runs.promptHistory(this.runId, this.run.thread_id);
       this.rememberSearches(steps);
       this.rememberCode(steps);
       const last = steps.at(-1);

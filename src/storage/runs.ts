@@ -151,6 +151,12 @@ export interface ExecutionLoad {
   additionalInstructions: string | null;
   reasoningEffort: string | null;
   usageTotal: RunObject['usage'];
+  /**
+   * Read with the claim when the run had never started (queued, no started_at): the thread's
+   * messages, which is all its first prompt needs. Such a run has no steps, and no message joins a
+   * thread while its run is active, so no later read would differ. Otherwise undefined.
+   */
+  threadMessages?: MessageObject[];
 }
 
 /** A process's claim on a run: its id, and the fencing token that claim took. */
@@ -174,6 +180,16 @@ const LEASE_HELD = (tokenParameter: string) => `lease_token = ${tokenParameter}:
 const CLAIM_SET = `locked_by = $2, locked_until = ${NOW_MS} + $3::bigint, lease_token = lease_token + 1`;
 const CLAIMABLE = `runs.status IN ('queued', 'in_progress', 'cancelling')
   AND (runs.locked_by IS NULL OR runs.locked_by = $2 OR runs.locked_until < ${NOW_MS})`;
+
+/** The thread's messages in order as one JSON array, without those run `runId` wrote (they come from its steps). */
+const THREAD_MESSAGES_JSON = (threadId: string, runId: string) =>
+  `SELECT COALESCE(json_agg(m ORDER BY m.seq), '[]'::json) FROM (
+     SELECT ${MESSAGE_COLUMNS}, seq FROM messages WHERE thread_id = ${threadId} AND run_id IS DISTINCT FROM ${runId}) m`;
+
+const withoutSeq = <Row extends { seq?: number }>(row: Row) => {
+  delete row.seq;
+  return row;
+};
 
 /**
  * A client whose every write holds `claim` (fencing). Reads go straight through. A write, alone or
@@ -464,14 +480,9 @@ export class RunRepository {
       `SELECT
          (SELECT COALESCE(json_agg(s ORDER BY s.seq), '[]'::json) FROM (
             SELECT ${STEP_COLUMNS}, turn, COALESCE(tool_state, '{}'::json) AS tool_state, seq FROM run_steps WHERE run_id = $1) s) AS steps,
-         (SELECT COALESCE(json_agg(m ORDER BY m.seq), '[]'::json) FROM (
-            SELECT ${MESSAGE_COLUMNS}, seq FROM messages WHERE thread_id = $2 AND run_id IS DISTINCT FROM $1) m) AS messages`,
+         (${THREAD_MESSAGES_JSON('$2', '$1')}) AS messages`,
       [runId, threadId],
     );
-    const withoutSeq = <Row extends { seq?: number }>(row: Row) => {
-      delete row.seq;
-      return row;
-    };
     return { steps: rows[0]!.steps.map(withoutSeq), threadMessages: rows[0]!.messages.map(withoutSeq) };
   }
 
@@ -547,24 +558,42 @@ export class RunRepository {
    */
   async claimForExecution(runId: string, owner: string, leaseMs: number, startedAt: number): Promise<{ claim: RunClaim; load: ExecutionLoad } | undefined> {
     const { rows } = await this.sql.query<
-      RunObject & { x_previous_status: RunStatus; x_additional_instructions: string | null; x_reasoning_effort: string | null; x_usage_total: RunObject['usage']; x_lease_token: number }
+      RunObject & {
+        x_previous_status: RunStatus;
+        x_additional_instructions: string | null;
+        x_reasoning_effort: string | null;
+        x_usage_total: RunObject['usage'];
+        x_lease_token: number;
+        x_messages: (MessageObject & { seq?: number })[] | null;
+      }
     >(
-      `WITH previous AS (SELECT id AS previous_id, status AS previous_status FROM runs WHERE id = $1 FOR NO KEY UPDATE)
+      // The row lock returns the run as last committed (a claim that waited sees the writer's
+      // changes); the messages are read in the statement's snapshot, which holds every message
+      // written before the run was, so they are only taken for a run that never started.
+      `WITH previous AS (SELECT id AS previous_id, status AS previous_status, started_at AS previous_started_at FROM runs WHERE id = $1 FOR NO KEY UPDATE)
        UPDATE runs SET ${CLAIM_SET},
          status = CASE WHEN runs.status = 'queued' THEN 'in_progress' ELSE runs.status END,
          started_at = CASE WHEN runs.status = 'queued' THEN COALESCE(runs.started_at, $4::bigint) ELSE runs.started_at END
        FROM previous
        WHERE runs.id = previous.previous_id AND ${CLAIMABLE}
        RETURNING ${RUN_COLUMNS}, previous.previous_status AS x_previous_status, additional_instructions AS x_additional_instructions,
-         reasoning_effort AS x_reasoning_effort, usage AS x_usage_total, lease_token AS x_lease_token`,
+         reasoning_effort AS x_reasoning_effort, usage AS x_usage_total, lease_token AS x_lease_token,
+         CASE WHEN previous.previous_status = 'queued' AND previous.previous_started_at IS NULL THEN (${THREAD_MESSAGES_JSON('runs.thread_id', '$1')}) END AS x_messages`,
       [runId, owner, leaseMs, startedAt],
     );
     const row = rows[0];
     if (!row) return undefined;
-    const { x_previous_status, x_additional_instructions, x_reasoning_effort, x_usage_total, x_lease_token, ...run } = row;
+    const { x_previous_status, x_additional_instructions, x_reasoning_effort, x_usage_total, x_lease_token, x_messages, ...run } = row;
     return {
       claim: { runId, owner, token: x_lease_token },
-      load: { run, previousStatus: x_previous_status, additionalInstructions: x_additional_instructions, reasoningEffort: x_reasoning_effort, usageTotal: x_usage_total },
+      load: {
+        run,
+        previousStatus: x_previous_status,
+        additionalInstructions: x_additional_instructions,
+        reasoningEffort: x_reasoning_effort,
+        usageTotal: x_usage_total,
+        ...(x_messages ? { threadMessages: x_messages.map(withoutSeq) } : {}),
+      },
     };
   }
 
