@@ -8,7 +8,7 @@
  */
 import { before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { pollRun, taggedRuns, waitFor, withTimeout } from './helpers/harness.js';
+import { pollRun, RUN_OPENING_EVENTS, taggedRuns, waitFor, withTimeout } from './helpers/harness.js';
 import { http } from './helpers/server.js';
 
 type Json = any;
@@ -565,11 +565,7 @@ describe('runs: function calling', () => {
     const paused = await withTimeout(stream.finalRun(), 'finalRun (requires_action)');
     const pieces = argumentPieces(args);
     assert.deepEqual(events, [
-      'thread.run.created',
-      'thread.run.queued',
-      'thread.run.in_progress',
-      'thread.run.step.created',
-      'thread.run.step.in_progress',
+      ...RUN_OPENING_EVENTS,
       ...Array<string>(1 + pieces.length).fill('thread.run.step.delta'),
       'thread.run.requires_action',
     ]);

@@ -11,7 +11,7 @@ import { isDatabaseUnavailable } from '../errors.js';
 import { newId, nowSeconds } from '../ids.js';
 import { sleep } from '../async.js';
 import type { ModelRegistry } from '../providers/registry.js';
-import { ProviderError, type ChatTool, type ChatToolChoice, type LanguageModel, type ModelRequest, type Usage } from '../providers/types.js';
+import { ProviderError, type ChatTool, type ChatToolChoice, type LanguageModel, type ModelRequest, type StreamPart, type Usage } from '../providers/types.js';
 import type { Storage } from '../storage/index.js';
 import type { SqlClient } from '../storage/sql.js';
 import { buildPrompt, imageFileIds, stepsToChat } from './build-prompt.js';
@@ -45,10 +45,21 @@ import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
-import { fencedClient, LeaseLostError, RunRepository, usagePlusSql, type ExecutionLoad, type PromptStep, type RowWrite, type RunClaim } from '../storage/runs.js';
+import {
+  fencedClient,
+  LeaseLostError,
+  messageInsertColumns,
+  newMessageRows,
+  RunRepository,
+  usagePlusSql,
+  type ExecutionLoad,
+  type PromptStep,
+  type RowWrite,
+  type RunClaim,
+} from '../storage/runs.js';
 import { FileRepository } from '../storage/files.js';
 import { CompletionBudget, completionTokens } from './completion-budget.js';
-import type { RunEventBus } from './events.js';
+import type { RunEvent, RunEventBus } from './events.js';
 import { allowedFrom, isTerminal } from './run-state.js';
 
 export interface EngineDeps {
@@ -212,11 +223,69 @@ function sandboxName(filename: string, id: string, taken: Set<string>): string {
 const IMAGE_EXTENSIONS = /\.(png|jpe?g|gif|webp)$/i;
 const MIME_TYPES: Record<string, string> = { png: 'image/png', jpg: 'image/jpeg', jpeg: 'image/jpeg', gif: 'image/gif', webp: 'image/webp' };
 
+/** A model's parts as withLookahead hands them on: one by one, or a whole answer at once. */
+type LookaheadItem = StreamPart | { type: 'whole'; parts: StreamPart[] };
+
+/** Resolves with null once the event loop has turned: what has not arrived by then is not in hand. */
+const loopTurned = () => new Promise<null>((resolve) => setImmediate(resolve, null));
+
+/**
+ * The model's parts, looking ahead once, at the first text when `wanted()`: the parts already in
+ * hand (those that arrive before the event loop turns: the rest of the same read) are gathered, and
+ * when they reach the finish with nothing but text, they come as one `whole` item. Otherwise what
+ * was gathered comes on part by part, and so does the rest.
+ */
+async function* withLookahead(stream: AsyncIterable<StreamPart>, wanted: () => boolean): AsyncGenerator<LookaheadItem> {
+  const parts = stream[Symbol.asyncIterator]();
+  let looked = false;
+  let carried: Promise<IteratorResult<StreamPart>> | null = null;
+  try {
+    for (;;) {
+      const next: IteratorResult<StreamPart> = await (carried ?? parts.next());
+      carried = null;
+      if (next.done) return;
+      const part = next.value;
+      if (looked || part.type !== 'text-delta' || part.text === '' || !wanted()) {
+        yield part;
+        continue;
+      }
+      looked = true;
+      const gathered: StreamPart[] = [part];
+      for (;;) {
+        const pending = parts.next();
+        const ready = await Promise.race([pending, loopTurned()]);
+        if (ready === null) {
+          carried = pending;
+          break;
+        }
+        if (ready.done) break;
+        gathered.push(ready.value);
+        if (ready.value.type !== 'text-delta') break;
+      }
+      if (gathered.at(-1)!.type === 'finish') yield { type: 'whole', parts: gathered };
+      else for (const item of gathered) yield item;
+    }
+  } finally {
+    // Left early (a break, a throw): the model's stream is closed. With a read still pending, it
+    // closes once that read settles (an abort settles it at once); nobody waits for that.
+    if (carried) {
+      carried.catch(() => {});
+      void parts.return?.()?.catch(() => {});
+    } else await parts.return?.();
+  }
+}
+
 /** One model call's visible progress: the message it writes and the tool calls it makes. */
 class Turn {
   message: MessageObject | undefined;
   messageStep: RunStepObject | undefined;
   messageDone = false;
+  /**
+   * The model's whole answer was in hand at its first text (see withLookahead): the message and its
+   * step exist only here until the write that ends the turn inserts them whole, and their events
+   * wait for that write (held).
+   */
+  unsaved = false;
   text = '';
   /** What clients have been sent of the message; a retry's answer may repeat it. */
   streamed = '';
@@ -311,8 +380,19 @@ export class RunExecutor {
     return this.writes.runs;
   }
 
+  /** Events of a turn whose message is not written yet (Turn.unsaved), in order; null when none are held. */
+  private held: RunEvent[] | null = null;
+
   private publish(event: string, data: unknown) {
-    this.deps.bus.publish(this.runId, { event, data });
+    if (this.held) this.held.push({ event, data });
+    else this.deps.bus.publish(this.runId, { event, data });
+  }
+
+  /** Publishes the held events, now that what they announce is written. */
+  private releaseHeld() {
+    const held = this.held ?? [];
+    this.held = null;
+    for (const event of held) this.deps.bus.publish(this.runId, event);
   }
 
   /** Moves the run to `to`, or throws `TransitionLost` when another writer changed it first. */
@@ -470,10 +550,16 @@ export class RunExecutor {
     }
   }
 
-  private async startMessage(turn: Turn) {
-    const { message, step } = await this.runs.startMessage(this.run, turn.number);
+  /**
+   * Opens the turn's message and its step: written now, or (`unsaved`, a whole answer in hand)
+   * only made here, with their events held until the turn's last write inserts them.
+   */
+  private async startMessage(turn: Turn, unsaved = false) {
+    const { message, step } = unsaved ? newMessageRows(this.run) : await this.runs.startMessage(this.run, turn.number);
     turn.message = message;
     turn.messageStep = step;
+    turn.unsaved = unsaved;
+    if (unsaved) this.held = [];
     turn.images = this.pendingImages;
     this.pendingImages = [];
     this.publish('thread.run.step.created', step);
@@ -487,6 +573,14 @@ export class RunExecutor {
         delta: { content: turn.images.map((fileId, index) => ({ index, type: 'image_file', image_file: { file_id: fileId } })) },
       });
     }
+  }
+
+  /** Writes an unsaved message and its step as begun (in progress), then publishes what was held. */
+  private async saveMessage(turn: Turn) {
+    if (!turn.unsaved) return;
+    await this.runs.startMessage(this.run, turn.number, undefined, { message: turn.message!, step: turn.messageStep! });
+    turn.unsaved = false;
+    this.releaseHeld();
   }
 
   private messageContent(turn: Turn) {
@@ -541,7 +635,23 @@ export class RunExecutor {
    */
   private async commit(writes: EventWrite[]): Promise<void> {
     if (writes.length === 0) return;
+    // An unsaved message and its step are inserted whole by the write that ends them.
+    const turn = this.currentTurn;
+    if (turn?.unsaved) {
+      const columns = messageInsertColumns({ message: turn.message!, step: turn.messageStep! }, turn.number);
+      writes = writes.map((write) =>
+        write.table === 'messages' && write.id === turn.message!.id
+          ? { ...write, insert: columns.message }
+          : write.table === 'run_steps' && write.id === turn.messageStep!.id
+            ? { ...write, insert: columns.step }
+            : write,
+      );
+    }
     const rows = await this.runs.writeTogether(this.runId, writes);
+    if (turn?.unsaved) {
+      turn.unsaved = false;
+      this.releaseHeld();
+    }
     const runIndex = writes.findIndex((write) => write.table === 'runs');
     if (runIndex !== -1) {
       const run = rows[runIndex] as RunObject | undefined;
@@ -559,111 +669,134 @@ export class RunExecutor {
     // left (which aborts the upstream request) and the run ends incomplete.
     const budget = request.maxCompletionTokens != null ? new CompletionBudget(request.maxCompletionTokens) : null;
     let cutOff = false;
-    for await (const part of model.stream(request, { signal: this.signal })) {
-      if (part.type === 'text-delta') {
-        if (part.text === '') continue;
-        if (turn.toolStep) continue; // text after tool calls began has no open message to join
-        if (!turn.message) await this.startMessage(turn);
-        let delta = part.text;
-        if (budget?.exceeds(delta, () => completionTokens(turn.text + delta, turn.calls.values()))) {
-          delta = budget.fit(turn.text, delta);
-          cutOff = true;
-        }
-        turn.text += delta;
-        let value = turn.unseenText(delta);
-        if (value === undefined) {
-          // A retry that says something else than clients already saw: the seen text stays as an
-          // incomplete message of its own, and the new answer streams into a new one.
-          const answer = turn.text;
-          turn.text = turn.streamed;
-          await this.commit(this.endMessageWrites(turn, 'run_failed'));
-          turn.startNewMessage(answer);
-          await this.startMessage(turn);
-          value = answer;
-        }
-        if (value !== '') {
-          const first = turn.streamed === '';
-          // Text only counts as seen when a stream is listening; unseen text a retry may replace.
-          if (this.deps.bus.hasSubscribers(this.runId)) turn.streamed += value;
-          // Each citation or file link goes out once, in the delta that completes it, with its index.
-          this.publishTextDelta(turn, value, [...this.newCitations(turn), ...this.newFilePaths(turn, false)], first);
-        }
-        if (cutOff) break;
-      } else if (part.type === 'tool-call-delta') {
-        // A piece of a call that would pass the limit is not kept: the call is cut off before it.
-        const piece = (part.name ?? '') + part.argumentsDelta;
-        if (budget?.exceeds(piece, () => completionTokens(turn.text, turn.calls.values()) + completionTokens(piece, []))) {
-          cutOff = true;
-          break;
-        }
-        if (turn.message && !turn.messageDone) {
-          // One step is active at a time: the message is finished before tool calls start.
-          await this.commit(this.endMessageWrites(turn));
-        }
-        if (!turn.toolStep) {
-          turn.toolStep = await this.runs.createStep(this.run, { type: 'tool_calls', tool_calls: [] }, turn.number);
-          this.publish('thread.run.step.created', turn.toolStep);
-          this.publish('thread.run.step.in_progress', turn.toolStep);
-        }
-        let call = turn.calls.get(part.index);
-        let delta: Record<string, unknown> | undefined;
-        if (!call) {
-          const kind =
-            this.fileSearch && part.name === FILE_SEARCH_FUNCTION
-              ? 'file_search'
-              : this.codeInterpreter && part.name === CODE_INTERPRETER_FUNCTION
-                ? 'code_interpreter'
-                : 'function';
-          call = { id: part.id || newId('call'), kind, name: part.name ?? '', arguments: '' };
-          turn.calls.set(part.index, call);
-          // A search shows as a file_search call (what the model asked it stays here); code as a
-          // code_interpreter call, whose id and type go out alone first, then the input as it is written.
-          if (kind === 'file_search') delta = { index: part.index, id: call.id, type: 'file_search', file_search: {} };
-          else if (kind === 'code_interpreter') {
-            call.code = new StreamingCode();
-            this.publishStepDelta(turn, { index: part.index, id: call.id, type: 'code_interpreter', code_interpreter: { input: '', outputs: [] } });
-            const input = call.code.feed(part.argumentsDelta);
-            if (input !== '') delta = { index: part.index, type: 'code_interpreter', code_interpreter: { input } };
-          } else delta = { index: part.index, type: 'function', id: call.id, function: { name: call.name, arguments: part.argumentsDelta, output: null } };
-        } else {
-          if (part.name) call.name += part.name;
-          if (call.kind === 'function') delta = { index: part.index, type: 'function', function: { arguments: part.argumentsDelta } };
-          else if (call.kind === 'code_interpreter') {
-            const input = call.code!.feed(part.argumentsDelta);
-            if (input !== '') delta = { index: part.index, type: 'code_interpreter', code_interpreter: { input } };
+    // A whole plain answer in hand at its first text, with no stream listening, is written in one
+    // statement at the end. A stream gets its first token sooner from the message's own write
+    // (the end's is larger, and waits for the whole answer).
+    const wholeWanted = () =>
+      !this.deps.bus.hasSubscribers(this.runId) && !turn.message && !turn.toolStep && turn.streamed === '' && budget === null && this.pendingImages.length === 0;
+    let whole = false;
+    try {
+      stream: for await (const item of withLookahead(model.stream(request, { signal: this.signal }), wholeWanted)) {
+        if (item.type === 'whole') whole = true;
+        for (const part of item.type === 'whole' ? item.parts : [item]) {
+          if (part.type === 'text-delta') {
+            if (part.text === '') continue;
+            if (turn.toolStep) continue; // text after tool calls began has no open message to join
+            if (!turn.message) await this.startMessage(turn, whole);
+            let delta = part.text;
+            if (budget?.exceeds(delta, () => completionTokens(turn.text + delta, turn.calls.values()))) {
+              delta = budget.fit(turn.text, delta);
+              cutOff = true;
+            }
+            turn.text += delta;
+            let value = turn.unseenText(delta);
+            if (value === undefined) {
+              // A retry that says something else than clients already saw: the seen text stays as an
+              // incomplete message of its own, and the new answer streams into a new one.
+              const answer = turn.text;
+              turn.text = turn.streamed;
+              await this.commit(this.endMessageWrites(turn, 'run_failed'));
+              turn.startNewMessage(answer);
+              await this.startMessage(turn);
+              value = answer;
+            }
+            if (value !== '') {
+              const first = turn.streamed === '';
+              // Text only counts as seen when a stream is listening; unseen text a retry may replace.
+              if (this.deps.bus.hasSubscribers(this.runId)) turn.streamed += value;
+              // Each citation or file link goes out once, in the delta that completes it, with its index.
+              this.publishTextDelta(turn, value, [...this.newCitations(turn), ...this.newFilePaths(turn, false)], first);
+            }
+            if (cutOff) break stream;
+          } else if (part.type === 'tool-call-delta') {
+            // A piece of a call that would pass the limit is not kept: the call is cut off before it.
+            const piece = (part.name ?? '') + part.argumentsDelta;
+            if (budget?.exceeds(piece, () => completionTokens(turn.text, turn.calls.values()) + completionTokens(piece, []))) {
+              cutOff = true;
+              break stream;
+            }
+            if (turn.message && !turn.messageDone) {
+              // One step is active at a time: the message is finished before tool calls start.
+              await this.commit(this.endMessageWrites(turn));
+            }
+            if (!turn.toolStep) {
+              turn.toolStep = await this.runs.createStep(this.run, { type: 'tool_calls', tool_calls: [] }, turn.number);
+              this.publish('thread.run.step.created', turn.toolStep);
+              this.publish('thread.run.step.in_progress', turn.toolStep);
+            }
+            let call = turn.calls.get(part.index);
+            let delta: Record<string, unknown> | undefined;
+            if (!call) {
+              const kind =
+                this.fileSearch && part.name === FILE_SEARCH_FUNCTION
+                  ? 'file_search'
+                  : this.codeInterpreter && part.name === CODE_INTERPRETER_FUNCTION
+                    ? 'code_interpreter'
+                    : 'function';
+              call = { id: part.id || newId('call'), kind, name: part.name ?? '', arguments: '' };
+              turn.calls.set(part.index, call);
+              // A search shows as a file_search call (what the model asked it stays here); code as a
+              // code_interpreter call, whose id and type go out alone first, then the input as it is written.
+              if (kind === 'file_search') delta = { index: part.index, id: call.id, type: 'file_search', file_search: {} };
+              else if (kind === 'code_interpreter') {
+                call.code = new StreamingCode();
+                this.publishStepDelta(turn, { index: part.index, id: call.id, type: 'code_interpreter', code_interpreter: { input: '', outputs: [] } });
+                const input = call.code.feed(part.argumentsDelta);
+                if (input !== '') delta = { index: part.index, type: 'code_interpreter', code_interpreter: { input } };
+              } else delta = { index: part.index, type: 'function', id: call.id, function: { name: call.name, arguments: part.argumentsDelta, output: null } };
+            } else {
+              if (part.name) call.name += part.name;
+              if (call.kind === 'function') delta = { index: part.index, type: 'function', function: { arguments: part.argumentsDelta } };
+              else if (call.kind === 'code_interpreter') {
+                const input = call.code!.feed(part.argumentsDelta);
+                if (input !== '') delta = { index: part.index, type: 'code_interpreter', code_interpreter: { input } };
+              }
+            }
+            call.arguments += part.argumentsDelta;
+            if (delta) this.publishStepDelta(turn, delta);
+          } else {
+            reason = part.reason;
+            usage = part.usage;
           }
         }
-        call.arguments += part.argumentsDelta;
-        if (delta) this.publishStepDelta(turn, delta);
-      } else {
-        reason = part.reason;
-        usage = part.usage;
+      }
+      // A cancel that arrived as the stream ended still wins over completing the run.
+      this.signal.throwIfAborted();
+      // Upstreams that report no usage (and answers cut off here) are counted with the same
+      // tokenizer as max_prompt_tokens.
+      if (!usage || cutOff) {
+        const completion = completionTokens(turn.text, turn.calls.values());
+        usage = { prompt_tokens: promptTokens, completion_tokens: completion, total_tokens: promptTokens + completion };
+      }
+      this.usageTotal = addUsage(this.usageTotal, usage);
+      this.completionUsed += usage.completion_tokens;
+
+      if (cutOff || reason === 'length') {
+        await this.saveMessage(turn);
+        if (!turn.message && !turn.toolStep) await this.startMessage(turn);
+        await this.finishIncomplete(turn, 'max_completion_tokens', usage);
+        return 'ended' as const;
+      }
+      if (turn.calls.size > 0) return this.answerToolCalls(turn, usage);
+      if (!turn.message) await this.startMessage(turn);
+      // The message, its step and the run (with the call's usage added) in one write; an unsaved
+      // message and its step are inserted by it.
+      await this.commit([
+        ...this.endMessageWrites(turn, reason === 'content_filter' ? 'content_filter' : undefined, usage),
+        this.runWrite('completed', { completed_at: nowSeconds(), expires_at: null, usage: usagePlusSql(usage!) }),
+      ]);
+      return 'ended' as const;
+    } finally {
+      // Not written (a cancel, a failure): nothing of it was published, so nothing of it remains.
+      if (turn.unsaved) {
+        turn.unsaved = false;
+        turn.message = undefined;
+        turn.messageStep = undefined;
+        turn.messageDone = false;
+        turn.streamed = '';
+        this.held = null;
       }
     }
-    // A cancel that arrived as the stream ended still wins over completing the run.
-    this.signal.throwIfAborted();
-    // Upstreams that report no usage (and answers cut off here) are counted with the same
-    // tokenizer as max_prompt_tokens.
-    if (!usage || cutOff) {
-      const completion = completionTokens(turn.text, turn.calls.values());
-      usage = { prompt_tokens: promptTokens, completion_tokens: completion, total_tokens: promptTokens + completion };
-    }
-    this.usageTotal = addUsage(this.usageTotal, usage);
-    this.completionUsed += usage.completion_tokens;
-
-    if (cutOff || reason === 'length') {
-      if (!turn.message && !turn.toolStep) await this.startMessage(turn);
-      await this.finishIncomplete(turn, 'max_completion_tokens', usage);
-      return 'ended' as const;
-    }
-    if (turn.calls.size > 0) return this.answerToolCalls(turn, usage);
-    if (!turn.message) await this.startMessage(turn);
-    // The message, its step and the run (with the call's usage added) in one write.
-    await this.commit([
-      ...this.endMessageWrites(turn, reason === 'content_filter' ? 'content_filter' : undefined, usage),
-      this.runWrite('completed', { completed_at: nowSeconds(), expires_at: null, usage: usagePlusSql(usage!) }),
-    ]);
-    return 'ended' as const;
   }
 
   /** A text delta of the turn's message, with the annotations it completes (numbered in the message's order). */

@@ -93,6 +93,93 @@ function assignments(fields: Record<string, unknown>, values: unknown[]): string
     .join(', ');
 }
 
+/** Casts for the parameters of an INSERT … SELECT, which (unlike VALUES) takes no type from the target column. */
+const INSERT_CAST: Record<string, string> = {
+  created_at: 'bigint',
+  completed_at: 'bigint',
+  incomplete_at: 'bigint',
+  cancelled_at: 'bigint',
+  expired_at: 'bigint',
+  failed_at: 'bigint',
+  turn: 'int',
+};
+
+/** A message and its message_creation step as startMessage writes them (in progress, empty). */
+export interface NewMessageRows {
+  message: MessageObject;
+  step: RunStepObject;
+}
+
+/** The rows a turn's message starts as, with new ids, before anything is written. */
+export function newMessageRows(run: Pick<RunObject, 'id' | 'thread_id' | 'assistant_id'>): NewMessageRows {
+  const createdAt = nowSeconds();
+  const messageId = newId('message');
+  return {
+    message: {
+      id: messageId,
+      object: 'thread.message',
+      created_at: createdAt,
+      thread_id: run.thread_id,
+      status: 'in_progress',
+      incomplete_details: null,
+      completed_at: null,
+      incomplete_at: null,
+      role: 'assistant',
+      content: [],
+      assistant_id: run.assistant_id,
+      run_id: run.id,
+      attachments: [],
+      metadata: {},
+    } as MessageObject,
+    step: {
+      id: newId('step'),
+      object: 'thread.run.step',
+      created_at: createdAt,
+      run_id: run.id,
+      assistant_id: run.assistant_id,
+      thread_id: run.thread_id,
+      type: 'message_creation',
+      status: 'in_progress',
+      cancelled_at: null,
+      completed_at: null,
+      expired_at: null,
+      failed_at: null,
+      last_error: null,
+      step_details: { type: 'message_creation', message_creation: { message_id: messageId } },
+      usage: null,
+      metadata: {},
+    } as RunStepObject,
+  };
+}
+
+/** The columns an insert of `rows` (from newMessageRows) writes, before the fields that end them. */
+export function messageInsertColumns(rows: NewMessageRows, turn: number): { message: Record<string, unknown>; step: Record<string, unknown> } {
+  const { message, step } = rows;
+  return {
+    message: {
+      thread_id: message.thread_id,
+      created_at: message.created_at,
+      status: message.status,
+      role: message.role,
+      content: message.content,
+      assistant_id: message.assistant_id,
+      run_id: message.run_id,
+      attachments: message.attachments,
+      metadata: message.metadata,
+    },
+    step: {
+      run_id: step.run_id,
+      thread_id: step.thread_id,
+      assistant_id: step.assistant_id,
+      created_at: step.created_at,
+      type: step.type,
+      status: step.status,
+      step_details: step.step_details,
+      turn,
+    },
+  };
+}
+
 /** Sets `fields` on the row with `id` and returns it as a wire object (undefined if it is gone). */
 async function updateById<Row>(client: SqlClient, table: string, columns: string, id: string, fields: Record<string, unknown>) {
   const values: unknown[] = [id];
@@ -140,7 +227,8 @@ export class ThreadGoneError extends Error {}
 
 /** One row update of `writeTogether`: a message, a step, or the run (moved from one of `from` to `status`). */
 export type RowWrite =
-  | { table: 'messages' | 'run_steps'; id: string; fields: Record<string, unknown> }
+  /** `insert`: the row is new, written whole (its columns, then `fields`) rather than updated. */
+  | { table: 'messages' | 'run_steps'; id: string; fields: Record<string, unknown>; insert?: Record<string, unknown> }
   | { table: 'runs'; id: string; fields: Record<string, unknown>; from?: readonly RunStatus[]; status?: RunStatus };
 
 /** What an execution pass starts from: the run as its claim left it, and the engine-only fields. */
@@ -385,10 +473,14 @@ export class RunRepository {
    * the statement holds the claim itself: it locks the run's row where the claim's lease holds, and
    * inserts nothing (LeaseLostError) where it does not.
    */
-  async startMessage(run: Pick<RunObject, 'id' | 'thread_id' | 'assistant_id'>, turn: number, client: SqlClient = this.sql): Promise<{ message: MessageObject; step: RunStepObject }> {
-    const messageId = newId('message');
-    const details: StepDetails = { type: 'message_creation', message_creation: { message_id: messageId } };
-    const values: unknown[] = [messageId, run.thread_id, nowSeconds(), run.assistant_id, run.id, newId('step'), JSON.stringify(details), turn];
+  async startMessage(
+    run: Pick<RunObject, 'id' | 'thread_id' | 'assistant_id'>,
+    turn: number,
+    client: SqlClient = this.sql,
+    fresh: NewMessageRows = newMessageRows(run),
+  ): Promise<NewMessageRows> {
+    const { message, step } = fresh;
+    const values: unknown[] = [message.id, run.thread_id, message.created_at, run.assistant_id, run.id, step.id, JSON.stringify(step.step_details), turn];
     const { runner, condition } = selfFenced(client, run.id, values);
     const { rows } = await runner.query<{ message: MessageObject; step: RunStepObject }>(
       `WITH fence AS (SELECT 1 FROM runs WHERE id = $5${condition} FOR NO KEY UPDATE),
@@ -417,6 +509,14 @@ export class RunRepository {
     const values: unknown[] = [runId];
     const { runner, condition } = selfFenced(client, runId, values);
     const parts = writes.map((write, index) => {
+      if (write.table !== 'runs' && write.insert) {
+        const columns: Record<string, unknown> = { id: write.id, ...write.insert, ...write.fields };
+        const params = Object.entries(columns).map(([column, value]) => {
+          values.push(JSON_COLUMNS.has(column) && value !== null ? JSON.stringify(value) : value);
+          return `$${values.length}::${JSON_COLUMNS.has(column) ? 'json' : (INSERT_CAST[column] ?? 'text')}`;
+        });
+        return `w${index} AS (INSERT INTO ${write.table} (${Object.keys(columns).join(', ')}) SELECT ${params.join(', ')} FROM fence RETURNING ${WRITE_COLUMNS[write.table]})`;
+      }
       const fields = write.table === 'runs' && write.status ? { status: write.status, ...write.fields } : write.fields;
       const set = assignments(fields, values);
       values.push(write.id);

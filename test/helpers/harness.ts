@@ -128,3 +128,12 @@ export async function pollRun(client: OpenAI, threadId: string, runId: string, s
     throw new Error(`${error.message}; last status seen: ${last}`);
   });
 }
+
+/** The events a streamed run opens with, up to its first step in progress. */
+export const RUN_OPENING_EVENTS = [
+  'thread.run.created',
+  'thread.run.queued',
+  'thread.run.in_progress',
+  'thread.run.step.created',
+  'thread.run.step.in_progress',
+] as const;
