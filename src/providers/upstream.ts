@@ -51,21 +51,35 @@ const keepAlive = { http: new http.Agent({ keepAlive: true }), https: new https.
 
 /**
  * node:http(s) with keep-alive connections. A streamed model call through it costs about a third of
- * what fetch costs in CPU (undici's web streams, measured in bench/runs), and the run engine makes
- * one on every turn. Aborting the signal destroys the request, and the body's next read throws.
+ * what fetch costs in CPU (undici's web streams), and the run engine makes one on every turn.
+ * Aborting the signal destroys the request, and the body's next read throws.
  */
 export const nodeTransport: Transport = (url, { headers, body, signal }) =>
   new Promise((resolve, reject) => {
     const secure = url.startsWith('https:');
+    if (signal?.aborted) {
+      reject(signal.reason);
+      return;
+    }
     const request = (secure ? https : http).request(url, {
       method: 'POST',
       headers: { ...headers, 'content-length': String(Buffer.byteLength(body)) },
       agent: secure ? keepAlive.https : keepAlive.http,
-      signal,
     });
+    // An abort destroys the request (and with it the response); every stream it reaches has a
+    // listener here, so none of its errors goes unheard. (Node's own `signal` option does not.)
+    // A response already whole has given its socket back to the pool: nothing is left to abort.
+    let received: http.IncomingMessage | undefined;
+    const onAbort = () => {
+      if (!received?.complete) request.destroy(new Error('the request was aborted', { cause: signal?.reason }));
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+    request.on('close', () => signal?.removeEventListener('abort', onAbort));
     // Errors after the headers (a cut connection, an abort) reach the body's reader instead.
     request.on('error', reject);
     request.on('response', (response) => {
+      received = response;
+      response.on('error', () => {});
       const chunks = response[Symbol.asyncIterator]();
       const status = response.statusCode ?? 0;
       resolve({
