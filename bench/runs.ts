@@ -182,29 +182,28 @@ async function floorChild(modelUrl: string): Promise<void> {
       });
       call.on('response', (answer) => {
         answer.setEncoding('utf8');
-        let pending = '';
-        answer.on('data', (text: string) => {
-          pending += text;
-          let out = '';
-          let end: number;
-          while ((end = pending.indexOf('\n\n')) >= 0) {
-            const line = pending.slice(0, end).trim();
-            pending = pending.slice(end + 2);
-            if (!line.startsWith('data:')) continue;
-            const data = line.slice(5).trim();
-            if (data === '[DONE]') continue;
-            const content = (JSON.parse(data) as { choices?: { delta?: { content?: string } }[] }).choices?.[0]?.delta?.content;
-            if (content) {
-              const delta = { id: 'msg_floor', object: 'thread.message.delta', delta: { content: [{ index: 0, type: 'text', text: { value: content } }] } };
-              out += `event: thread.message.delta\ndata: ${JSON.stringify(delta)}\n\n`;
-            }
-          }
-          if (out !== '') response.write(out);
-        });
-        answer.on('end', () => {
-          response.end(
-            `event: thread.run.completed\ndata: ${JSON.stringify({ id: 'run_floor', object: 'thread.run', status: 'completed' })}\n\nevent: done\ndata: [DONE]\n\n`,
-          );
+        let out = '';
+        readSseBlocks(
+          answer,
+          (block) => {
+            const data = block.trim();
+            if (!data.startsWith('data:') || data.endsWith('[DONE]')) return;
+            const content = (JSON.parse(data.slice(5)) as { choices?: { delta?: { content?: string } }[] }).choices?.[0]?.delta?.content;
+            if (!content) return;
+            const delta = { id: 'msg_floor', object: 'thread.message.delta', delta: { content: [{ index: 0, type: 'text', text: { value: content } }] } };
+            out += `event: thread.message.delta\ndata: ${JSON.stringify(delta)}\n\n`;
+          },
+          () =>
+            response.end(
+              `${out}event: thread.run.completed\ndata: ${JSON.stringify({ id: 'run_floor', object: 'thread.run', status: 'completed' })}\n\nevent: done\ndata: [DONE]\n\n`,
+            ),
+        );
+        // Listeners run in the order they were added: this one sees the blocks of each read
+        // re-framed already, and sends them in one write, as the server does.
+        answer.on('data', () => {
+          if (out === '') return;
+          response.write(out);
+          out = '';
         });
       });
       call.on('error', () => response.destroy());
@@ -689,15 +688,17 @@ async function benchMain(): Promise<void> {
     cpuDirect: Cpu;
     cpuRun: Cpu;
   }
+  /** Warm-up calls (and runs) before each measured phase of the ttft section. */
+  const ttftWarmup = (concurrency: number) => Math.max(10, concurrency);
   async function measureTtft(ctx: Context, concurrency: number): Promise<TtftRow> {
-    const warmup = Math.max(10, concurrency);
+    const warmup = ttftWarmup(concurrency);
     const threads = await createThreads(ctx, warmup + TTFT_RUNS);
     return ttftPhases(ctx.backend, ctx.server.pid, ctx.fake, concurrency, warmup, (index) => streamedRun(ctx, threads[index]!, MODELS.ttft));
   }
   /** The same phases with the bare proxy in the server's place. */
   async function measureFloor(floor: FakeChild, fake: FakeChild, concurrency: number): Promise<TtftRow> {
     const body = { assistant_id: 'asst_floor', model: MODELS.ttft, stream: true };
-    return ttftPhases('floor', floor.pid, fake, concurrency, Math.max(10, concurrency), () =>
+    return ttftPhases('floor', floor.pid, fake, concurrency, ttftWarmup(concurrency), () =>
       streamRequest(`${floor.url}/v1/threads/thread_floor/runs`, AUTH, body, 'assistant', { timeoutMs: REQUEST_TIMEOUT_MS }),
     );
   }
