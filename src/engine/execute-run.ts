@@ -48,7 +48,7 @@ import { buffer } from 'node:stream/consumers';
 import {
   fencedClient,
   LeaseLostError,
-  messageInsertColumns,
+  messageInserts,
   newMessageRows,
   RunRepository,
   usagePlusSql,
@@ -280,12 +280,6 @@ class Turn {
   message: MessageObject | undefined;
   messageStep: RunStepObject | undefined;
   messageDone = false;
-  /**
-   * The model's whole answer was in hand at its first text (see withLookahead): the message and its
-   * step exist only here until the write that ends the turn inserts them whole, and their events
-   * wait for that write (held).
-   */
-  unsaved = false;
   text = '';
   /** What clients have been sent of the message; a retry's answer may repeat it. */
   streamed = '';
@@ -380,7 +374,11 @@ export class RunExecutor {
     return this.writes.runs;
   }
 
-  /** Events of a turn whose message is not written yet (Turn.unsaved), in order; null when none are held. */
+  /**
+   * Set while the current turn's message and step exist only here (its whole answer was in hand at
+   * its first text, see withLookahead): the events published meanwhile, in order, held until the
+   * write that ends the turn inserts them. Null otherwise.
+   */
   private held: RunEvent[] | null = null;
 
   private publish(event: string, data: unknown) {
@@ -558,7 +556,6 @@ export class RunExecutor {
     const { message, step } = unsaved ? newMessageRows(this.run) : await this.runs.startMessage(this.run, turn.number);
     turn.message = message;
     turn.messageStep = step;
-    turn.unsaved = unsaved;
     if (unsaved) this.held = [];
     turn.images = this.pendingImages;
     this.pendingImages = [];
@@ -577,9 +574,8 @@ export class RunExecutor {
 
   /** Writes an unsaved message and its step as begun (in progress), then publishes what was held. */
   private async saveMessage(turn: Turn) {
-    if (!turn.unsaved) return;
+    if (!this.held) return;
     await this.runs.startMessage(this.run, turn.number, undefined, { message: turn.message!, step: turn.messageStep! });
-    turn.unsaved = false;
     this.releaseHeld();
   }
 
@@ -606,19 +602,23 @@ export class RunExecutor {
     const lastLinks = this.newFilePaths(turn, true);
     if (lastLinks.length > 0) this.publishTextDelta(turn, '', lastLinks);
     const attachments = this.messageAttachments(turn);
+    const message = {
+      ...(incompleteReason
+        ? { status: 'incomplete', content: this.messageContent(turn), incomplete_at: now, incomplete_details: { reason: incompleteReason } }
+        : { status: 'completed', content: this.messageContent(turn), completed_at: now }),
+      ...(attachments.length > 0 ? { attachments } : {}),
+    };
+    const step = { status: 'completed', completed_at: now, usage: usage ?? null };
+    // Not written yet (events held): the message and its step are inserted as they end.
+    const [messageWrite, stepWrite]: RowWrite[] = this.held
+      ? messageInserts({ message: turn.message, step: turn.messageStep }, turn.number, { message, step })
+      : [
+          { table: 'messages', id: turn.message.id, fields: message },
+          { table: 'run_steps', id: turn.messageStep.id, fields: step },
+        ];
     return [
-      {
-        table: 'messages',
-        id: turn.message.id,
-        fields: {
-          ...(incompleteReason
-            ? { status: 'incomplete', content: this.messageContent(turn), incomplete_at: now, incomplete_details: { reason: incompleteReason } }
-            : { status: 'completed', content: this.messageContent(turn), completed_at: now }),
-          ...(attachments.length > 0 ? { attachments } : {}),
-        },
-        event: 'thread.message.' + (incompleteReason ? 'incomplete' : 'completed'),
-      },
-      { table: 'run_steps', id: turn.messageStep.id, fields: { status: 'completed', completed_at: now, usage: usage ?? null }, event: 'thread.run.step.completed' },
+      { ...messageWrite!, event: 'thread.message.' + (incompleteReason ? 'incomplete' : 'completed') },
+      { ...stepWrite!, event: 'thread.run.step.completed' },
     ];
   }
 
@@ -635,23 +635,9 @@ export class RunExecutor {
    */
   private async commit(writes: EventWrite[]): Promise<void> {
     if (writes.length === 0) return;
-    // An unsaved message and its step are inserted whole by the write that ends them.
-    const turn = this.currentTurn;
-    if (turn?.unsaved) {
-      const columns = messageInsertColumns({ message: turn.message!, step: turn.messageStep! }, turn.number);
-      writes = writes.map((write) =>
-        write.table === 'messages' && write.id === turn.message!.id
-          ? { ...write, insert: columns.message }
-          : write.table === 'run_steps' && write.id === turn.messageStep!.id
-            ? { ...write, insert: columns.step }
-            : write,
-      );
-    }
     const rows = await this.runs.writeTogether(this.runId, writes);
-    if (turn?.unsaved) {
-      turn.unsaved = false;
-      this.releaseHeld();
-    }
+    // Held events announce the message and step this write inserted (endMessageWrites).
+    if (this.held) this.releaseHeld();
     const runIndex = writes.findIndex((write) => write.table === 'runs');
     if (runIndex !== -1) {
       const run = rows[runIndex] as RunObject | undefined;
@@ -788,8 +774,7 @@ export class RunExecutor {
       return 'ended' as const;
     } finally {
       // Not written (a cancel, a failure): nothing of it was published, so nothing of it remains.
-      if (turn.unsaved) {
-        turn.unsaved = false;
+      if (this.held) {
         turn.message = undefined;
         turn.messageStep = undefined;
         turn.messageDone = false;

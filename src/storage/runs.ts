@@ -152,32 +152,22 @@ export function newMessageRows(run: Pick<RunObject, 'id' | 'thread_id' | 'assist
   };
 }
 
-/** The columns an insert of `rows` (from newMessageRows) writes, before the fields that end them. */
-export function messageInsertColumns(rows: NewMessageRows, turn: number): { message: Record<string, unknown>; step: Record<string, unknown> } {
-  const { message, step } = rows;
-  return {
-    message: {
-      thread_id: message.thread_id,
-      created_at: message.created_at,
-      status: message.status,
-      role: message.role,
-      content: message.content,
-      assistant_id: message.assistant_id,
-      run_id: message.run_id,
-      attachments: message.attachments,
-      metadata: message.metadata,
-    },
-    step: {
-      run_id: step.run_id,
-      thread_id: step.thread_id,
-      assistant_id: step.assistant_id,
-      created_at: step.created_at,
-      type: step.type,
-      status: step.status,
-      step_details: step.step_details,
-      turn,
-    },
-  };
+/**
+ * The writes that insert a turn's new message and its step (rows from newMessageRows): every column
+ * of the wire rows but `object` (not stored), the step's turn, then `fields`, which end them when
+ * given (messages are inserted completed, not updated after).
+ */
+export function messageInserts(
+  rows: NewMessageRows,
+  turn: number,
+  fields: { message: Record<string, unknown>; step: Record<string, unknown> } = { message: {}, step: {} },
+): [RowWrite, RowWrite] {
+  const { id: messageId, object: _message, ...message } = rows.message;
+  const { id: stepId, object: _step, ...step } = rows.step;
+  return [
+    { table: 'messages', id: messageId, insert: message, fields: fields.message },
+    { table: 'run_steps', id: stepId, insert: { ...step, turn }, fields: fields.step },
+  ];
 }
 
 /** Sets `fields` on the row with `id` and returns it as a wire object (undefined if it is gone). */
@@ -479,28 +469,15 @@ export class RunRepository {
     client: SqlClient = this.sql,
     fresh: NewMessageRows = newMessageRows(run),
   ): Promise<NewMessageRows> {
-    const { message, step } = fresh;
-    const values: unknown[] = [message.id, run.thread_id, message.created_at, run.assistant_id, run.id, step.id, JSON.stringify(step.step_details), turn];
-    const { runner, condition } = selfFenced(client, run.id, values);
-    const { rows } = await runner.query<{ message: MessageObject; step: RunStepObject }>(
-      `WITH fence AS (SELECT 1 FROM runs WHERE id = $5${condition} FOR NO KEY UPDATE),
-       m AS (
-         INSERT INTO messages (id, thread_id, created_at, status, completed_at, role, content, assistant_id, run_id, attachments, metadata)
-         SELECT $1, $2, $3::bigint, 'in_progress', NULL, 'assistant', '[]'::json, $4, $5, '[]'::json, '{}'::json FROM fence
-         RETURNING ${MESSAGE_COLUMNS}),
-       s AS (
-         INSERT INTO run_steps (id, run_id, thread_id, assistant_id, created_at, type, status, step_details, turn)
-         SELECT $6, $5, $2, $4, $3::bigint, 'message_creation', 'in_progress', $7::json, $8 FROM fence
-         RETURNING ${STEP_COLUMNS})
-       SELECT row_to_json(m) AS message, row_to_json(s) AS step FROM m, s`,
-      values,
-    );
-    if (!rows[0]) throw new LeaseLostError(run.id);
-    return rows[0];
+    const [message, step] = (await this.writeTogether(run.id, messageInserts(fresh, turn), client)) as [MessageObject?, RunStepObject?];
+    // Nothing inserted: the run is gone (or, fenced, its lease lost).
+    if (!message || !step) throw new LeaseLostError(run.id);
+    return { message, step };
   }
 
   /**
-   * Several row updates of one run (its messages, steps and the run itself) in one statement: atomic
+   * Several row writes of one run (updates of its messages, steps and the run itself, inserts of new
+   * messages and steps) in one statement: atomic
    * as a transaction, in one round trip. Each write's row comes back in the write's place (undefined
    * where nothing matched: a run write whose `from` did not hold, a row gone). Through a fenced
    * client the statement holds the claim (LeaseLostError, nothing written, when it does not).
